@@ -1,0 +1,230 @@
+/* vCPU set-up. The guest sees one socket with nr_cpus cores, APIC IDs 0..n-1,
+ * and the KVM paravirtual leaves KVM reports as supported. */
+#include "arch/x86/cpu.h"
+
+#include <asm/kvm.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "arch/x86/layout.h"
+#include "util/log.h"
+
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_SYSENTER_ESP 0x175
+#define MSR_IA32_SYSENTER_EIP 0x176
+#define MSR_IA32_MISC_ENABLE 0x1a0
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_CSTAR 0xc0000083
+#define MSR_SYSCALL_MASK 0xc0000084
+#define MSR_KERNEL_GS_BASE 0xc0000102
+
+struct kvm_cpuid_entry2 *cpu_cpuid_find(struct cpu_cpuid *c, uint32_t fn, uint32_t idx)
+{
+	for (uint32_t i = 0; i < c->hdr.nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->e[i];
+		if (e->function == fn &&
+		    (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e->index == idx))
+			return e;
+	}
+	return NULL;
+}
+
+static void cpuid_remove(struct cpu_cpuid *c, uint32_t fn)
+{
+	uint32_t j = 0;
+	for (uint32_t i = 0; i < c->hdr.nent; i++) {
+		if (c->e[i].function != fn)
+			c->e[j++] = c->e[i];
+	}
+	c->hdr.nent = j;
+}
+
+static void cpuid_add(struct cpu_cpuid *c, struct kvm_cpuid_entry2 e)
+{
+	if (c->hdr.nent < CPU_MAX_CPUID)
+		c->e[c->hdr.nent++] = e;
+}
+
+static unsigned order_base_2(unsigned n)
+{
+	unsigned s = 0;
+	while ((1u << s) < n)
+		s++;
+	return s;
+}
+
+void cpu_cpuid_patch(struct cpu_cpuid *c, unsigned id, unsigned nr, bool tsc_deadline)
+{
+	struct kvm_cpuid_entry2 *e;
+	unsigned shift = order_base_2(nr);
+
+	if ((e = cpu_cpuid_find(c, 0, 0)) && e->eax < 0xb)
+		e->eax = 0xb;
+	if ((e = cpu_cpuid_find(c, 1, 0))) {
+		unsigned logical = nr > 255 ? 255 : nr;
+		e->ebx = (e->ebx & 0xffff) | logical << 16 | (id & 0xff) << 24;
+		e->ecx |= 1u << 31; /* running under a hypervisor */
+		if (tsc_deadline)
+			e->ecx |= 1u << 24;
+		if (nr > 1)
+			e->edx |= 1u << 28; /* HTT: the logical count field is valid */
+		else
+			e->edx &= ~(1u << 28);
+	}
+	for (uint32_t i = 0; i < c->hdr.nent; i++) {
+		e = &c->e[i];
+		if (e->function == 4 && (e->eax & 0x1f)) { /* Intel cache leaf: cores per package */
+			unsigned cores = nr > 64 ? 64 : nr;
+			/* bits 25:14 (threads sharing the cache) become 0: one thread per core */
+			e->eax = (e->eax & 0x3fff) | (cores - 1) << 26;
+		}
+	}
+	/* Extended topology: level 0 SMT (1 thread), level 1 core (nr), then invalid. */
+	cpuid_remove(c, 0xb);
+	cpuid_remove(c, 0x1f);
+	uint32_t f = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+	cpuid_add(c, (struct kvm_cpuid_entry2){ .function = 0xb, .index = 0, .flags = f,
+	                                         .eax = 0, .ebx = 1, .ecx = 1u << 8, .edx = id });
+	cpuid_add(c, (struct kvm_cpuid_entry2){ .function = 0xb, .index = 1, .flags = f,
+	                                         .eax = shift, .ebx = nr, .ecx = 2u << 8 | 1,
+	                                         .edx = id });
+	cpuid_add(c, (struct kvm_cpuid_entry2){ .function = 0xb, .index = 2, .flags = f,
+	                                         .ecx = 2, .edx = id });
+	/* AMD: core count and APIC-ID width; no TOPOEXT (its leaf would disagree). */
+	if ((e = cpu_cpuid_find(c, 0x80000001, 0))) {
+		e->ecx &= ~(1u << 22);
+		if (nr > 1)
+			e->ecx |= 1u << 1; /* CmpLegacy */
+		else
+			e->ecx &= ~(1u << 1);
+	}
+	if ((e = cpu_cpuid_find(c, 0x80000008, 0)))
+		e->ecx = (e->ecx & ~0xf0ffu) | ((nr - 1) & 0xff) | (shift & 0xf) << 12;
+	cpuid_remove(c, 0x8000001e);
+	/* KVM signature leaf, if KVM did not list it */
+	if (!cpu_cpuid_find(c, 0x40000000, 0)) {
+		cpuid_add(c, (struct kvm_cpuid_entry2){ .function = 0x40000000, .eax = 0x40000001,
+		                                         .ebx = 0x4b4d564b, .ecx = 0x564b4d56,
+		                                         .edx = 0x4d });
+	}
+}
+
+static int set_msrs(int fd)
+{
+	static const uint32_t idx[] = { MSR_IA32_SYSENTER_CS, MSR_IA32_SYSENTER_ESP,
+		                        MSR_IA32_SYSENTER_EIP, MSR_STAR, MSR_LSTAR, MSR_CSTAR,
+		                        MSR_SYSCALL_MASK, MSR_KERNEL_GS_BASE, MSR_IA32_TSC,
+		                        MSR_IA32_MISC_ENABLE, MSR_MTRR_DEF_TYPE };
+	enum { N = sizeof(idx) / sizeof(idx[0]) };
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[N];
+	} m;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.nmsrs = N;
+	for (int i = 0; i < N; i++) {
+		m.e[i].index = idx[i];
+		if (idx[i] == MSR_IA32_MISC_ENABLE)
+			m.e[i].data = 1; /* fast string operations */
+		else if (idx[i] == MSR_MTRR_DEF_TYPE)
+			m.e[i].data = 1u << 11 | 6; /* MTRRs on, default write-back */
+	}
+	int n = ioctl(fd, KVM_SET_MSRS, &m);
+	if (n < 0)
+		return -errno;
+	if (n < N)
+		log_debug("KVM refused MSR 0x%x; the guest starts with its default", idx[n]);
+	return 0;
+}
+
+static int set_lapic(int fd)
+{
+	struct kvm_lapic_state l;
+	uint32_t *lint0 = (uint32_t *)&l.regs[0x350], *lint1 = (uint32_t *)&l.regs[0x360];
+
+	if (ioctl(fd, KVM_GET_LAPIC, &l) < 0)
+		return -errno;
+	*lint0 = (*lint0 & ~0x700u & ~0x10000u) | 0x700; /* ExtINT: the PIC's virtual wire */
+	*lint1 = (*lint1 & ~0x700u & ~0x10000u) | 0x400; /* NMI */
+	if (ioctl(fd, KVM_SET_LAPIC, &l) < 0)
+		return -errno;
+	return 0;
+}
+
+int cpu_init_vcpu(int fd, const struct cpu_cpuid *supported, unsigned id, unsigned nr,
+                  bool tsc_deadline)
+{
+	static __thread struct cpu_cpuid c; /* 10 KiB: keep it off the stack */
+	struct kvm_fpu fpu;
+	int rc;
+
+	c = *supported;
+	cpu_cpuid_patch(&c, id, nr, tsc_deadline);
+	if (ioctl(fd, KVM_SET_CPUID2, &c) < 0)
+		return -errno;
+	if ((rc = set_msrs(fd)) || (rc = set_lapic(fd)))
+		return rc;
+	memset(&fpu, 0, sizeof(fpu));
+	fpu.fcw = 0x37f;
+	fpu.mxcsr = 0x1f80;
+	if (ioctl(fd, KVM_SET_FPU, &fpu) < 0)
+		return -errno;
+	return 0;
+}
+
+static struct kvm_segment seg(uint16_t sel, uint8_t type, bool code64, bool db)
+{
+	return (struct kvm_segment){ .base = 0, .limit = 0xffffffff, .selector = sel,
+		                     .type = type, .present = 1, .dpl = 0, .db = db, .s = 1,
+		                     .l = code64, .g = 1 };
+}
+
+int cpu_init_boot_regs(int fd, const struct boot_setup *b)
+{
+	struct kvm_sregs s;
+	struct kvm_regs r;
+	bool lm = b->kind == BOOT_BZIMAGE64;
+
+	if (ioctl(fd, KVM_GET_SREGS, &s) < 0)
+		return -errno;
+	s.cs = seg(0x10, 0xb, lm, !lm);
+	s.ds = s.es = s.fs = s.gs = s.ss = seg(0x18, 0x3, false, true);
+	s.tr = (struct kvm_segment){ .base = 0, .limit = 0xffff, .selector = 0x20,
+		                     .type = 0xb, .present = 1 };
+	s.ldt = (struct kvm_segment){ .type = 0x2, .present = 1, .limit = 0xffff,
+		                      .unusable = 0 };
+	s.gdt.base = LAYOUT_GDT;
+	s.gdt.limit = 4 * 8 - 1;
+	s.idt.base = 0;
+	s.idt.limit = 0;
+	if (lm) {
+		s.cr0 = 0x80000033; /* PG NE ET MP PE */
+		s.cr3 = LAYOUT_PML4;
+		s.cr4 = 0x20; /* PAE */
+		s.efer = 0x500; /* LMA LME */
+	} else {
+		s.cr0 = 0x11; /* ET PE, paging off */
+		s.cr3 = 0;
+		s.cr4 = 0;
+		s.efer = 0;
+	}
+	if (ioctl(fd, KVM_SET_SREGS, &s) < 0)
+		return -errno;
+
+	memset(&r, 0, sizeof(r));
+	r.rflags = 2;
+	r.rip = b->entry;
+	r.rsp = LAYOUT_STACK;
+	if (lm)
+		r.rsi = b->params;
+	else
+		r.rbx = b->params;
+	if (ioctl(fd, KVM_SET_REGS, &r) < 0)
+		return -errno;
+	return 0;
+}

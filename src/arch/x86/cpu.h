@@ -1,0 +1,30 @@
+/* x86 vCPU set-up: CPUID (topology, hypervisor leaves), MSRs, LAPIC LINT pins,
+ * FPU, and the boot register state for the bootstrap processor. */
+#ifndef CVISOR_ARCH_X86_CPU_H
+#define CVISOR_ARCH_X86_CPU_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+
+#include "arch/x86/boot.h"
+
+#define CPU_MAX_CPUID 256
+
+struct cpu_cpuid {
+	struct kvm_cpuid2 hdr;
+	struct kvm_cpuid_entry2 e[CPU_MAX_CPUID];
+};
+
+/* Rewrite a copy of KVM's supported CPUID for vCPU id of nr_cpus: APIC ID,
+ * logical counts, leaf 0xB topology (one package, nr_cpus cores, one thread
+ * each), AMD core counts, hypervisor bit and KVM signature, TSC deadline. */
+void cpu_cpuid_patch(struct cpu_cpuid *c, unsigned id, unsigned nr_cpus, bool tsc_deadline);
+/* Look up one CPUID entry; NULL if absent. */
+struct kvm_cpuid_entry2 *cpu_cpuid_find(struct cpu_cpuid *c, uint32_t fn, uint32_t idx);
+/* Program CPUID, MSRs, LAPIC LINT0/LINT1 and FPU on a new vCPU. 0 or -errno. */
+int cpu_init_vcpu(int vcpu_fd, const struct cpu_cpuid *supported, unsigned id, unsigned nr_cpus,
+                  bool tsc_deadline);
+/* Registers and segments of the BSP for the given boot entry. 0 or -errno. */
+int cpu_init_boot_regs(int vcpu_fd, const struct boot_setup *b);
+
+#endif

@@ -1,0 +1,40 @@
+/* The KVM accelerator: /dev/kvm, the VM file descriptor, memory slots,
+ * in-kernel interrupt controllers and PIT, vCPU creation. */
+#ifndef CVISOR_HV_KVM_H
+#define CVISOR_HV_KVM_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arch/x86/cpu.h"
+
+struct kvm_vm {
+	int sys_fd;
+	int vm_fd;
+	int run_size;       /* mmap size of struct kvm_run */
+	unsigned max_vcpus; /* KVM_CAP_MAX_VCPUS */
+	bool tsc_deadline;
+	struct cpu_cpuid *cpuid; /* KVM_GET_SUPPORTED_CPUID */
+};
+
+/* Default device path; CVISOR_KVM_DEVICE in the environment overrides it (tests). */
+#define KVM_DEVICE "/dev/kvm"
+
+/* Open the KVM device and create a VM with its x86 platform (TSS and
+ * identity-map addresses, in-kernel PIC/IOAPIC/LAPIC, PIT). On failure returns
+ * -errno with one line in err explaining what the user can do. */
+int kvm_vm_open(struct kvm_vm *k, char *err, size_t errlen);
+/* Close everything. */
+void kvm_vm_close(struct kvm_vm *k);
+/* Map guest memory [gpa, gpa+size) to hva in slot. 0 or -errno. */
+int kvm_vm_set_memory(struct kvm_vm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
+/* Drive interrupt line gsi of the in-kernel irqchip. */
+int kvm_vm_irq_line(struct kvm_vm *k, uint32_t gsi, int level);
+/* Create vCPU id; returns its fd and mapped kvm_run. 0 or -errno. */
+int kvm_vcpu_create(struct kvm_vm *k, unsigned id, int *fd, struct kvm_run **run);
+/* True when this host's KVM is PVM (software KVM without VT-x/AMD-V). */
+bool kvm_host_is_pvm(void);
+
+#endif

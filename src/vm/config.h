@@ -1,0 +1,36 @@
+/* VM configuration from `cvisor run` options. */
+#ifndef CVISOR_VM_CONFIG_H
+#define CVISOR_VM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_SOCKET, SERIAL_NONE };
+enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
+
+#define CONFIG_MIN_MEM (16ULL << 20)
+#define CONFIG_DEFAULT_MEM (512ULL << 20)
+#define CONFIG_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	unsigned cpus;
+	uint64_t mem_size;
+	enum serial_kind serial;
+	const char *serial_path;
+	enum on_reboot on_reboot;
+	const char *name;
+	int verbose;
+};
+
+/* Fill cfg from argv of `cvisor run` (argv[0] is "run"). On bad usage returns
+ * -EINVAL with a one-line reason in err. Checks only syntax and fixed limits;
+ * host-dependent limits (vCPU maximum, host RAM) are checked at VM creation. */
+int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, size_t errlen);
+/* Print `cvisor run` usage to the given stream. */
+void config_usage(void *stream);
+
+#endif

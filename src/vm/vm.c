@@ -1,0 +1,649 @@
+/* The VM: guest memory, the PIO/MMIO buses with their devices, vCPU threads,
+ * and the main thread's event loop (console input, signals, exit requests).
+ *
+ * Threads: each vCPU thread loops on KVM_RUN and dispatches exits to the
+ * buses; devices lock themselves. An exit request (power-off, reset, error) is
+ * recorded once and wakes the main thread through an eventfd; the main thread
+ * then stops the vCPUs with immediate_exit plus a signal and joins them. */
+#include "vm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/cpu.h"
+#include "arch/x86/layout.h"
+#include "devices/acpi_pm.h"
+#include "devices/i8042.h"
+#include "devices/rtc.h"
+#include "devices/uart8250.h"
+#include "hv/kvm.h"
+#include "util/log.h"
+#include "vm/bus.h"
+#include "vm/mem.h"
+
+#define SIG_KICK SIGUSR1
+
+/* input files */
+struct file_map {
+	uint8_t *p;
+	size_t len;
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	struct console *con;
+	struct kvm_vm kvm;
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	struct uart *uart;
+	struct i8042 *kbd;
+	struct rtc *rtc;
+	struct acpi_pm *pm;
+	struct vcpu *vcpus;
+	struct file_map kernel, initrd;
+	int event_fd; /* vCPU threads -> main loop: an exit was requested */
+	int room_fd;  /* UART -> main loop: console input may flow again */
+	_Atomic int exit_reason;
+	_Atomic int stopping;
+};
+
+const char *vm_exit_name(enum vm_exit e)
+{
+	switch (e) {
+	case VM_EXIT_POWEROFF: return "power-off";
+	case VM_EXIT_REBOOT: return "reboot";
+	case VM_EXIT_STOPPED: return "stopped";
+	case VM_EXIT_ERROR: return "error";
+	default: return "none";
+	}
+}
+
+static void vm_request_exit(struct vm *vm, enum vm_exit why)
+{
+	int none = VM_EXIT_NONE;
+	if (atomic_compare_exchange_strong(&vm->exit_reason, &none, why)) {
+		uint64_t one = 1;
+		if (write(vm->event_fd, &one, sizeof(one)) < 0)
+			log_error("cannot wake the main loop: %s", strerror(errno));
+	}
+}
+
+/* device callbacks */
+static void vm_irq(void *opaque, uint32_t gsi, int level)
+{
+	struct vm *vm = opaque;
+	if (kvm_vm_irq_line(&vm->kvm, gsi, level) < 0)
+		log_debug("KVM_IRQ_LINE %u failed", gsi);
+}
+
+static void vm_poweroff_cb(void *opaque)
+{
+	vm_request_exit(opaque, VM_EXIT_POWEROFF);
+}
+
+static void vm_reset_cb(void *opaque)
+{
+	vm_request_exit(opaque, VM_EXIT_REBOOT);
+}
+
+static void vm_room_cb(void *opaque)
+{
+	struct vm *vm = opaque;
+	uint64_t one = 1;
+	if (write(vm->room_fd, &one, sizeof(one)) < 0) {
+		/* the counter cannot overflow in practice; nothing else to do */
+	}
+}
+
+static int map_file(const char *path, const char *what, struct file_map *f, char *err,
+                    size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	f->p = NULL;
+	f->len = 0;
+	if (fd < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+		snprintf(err, errlen, "%s %s: not a regular, non-empty file", what, path);
+		close(fd);
+		return -EINVAL;
+	}
+	f->len = (size_t)st.st_size;
+	f->p = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (f->p == MAP_FAILED) {
+		f->p = NULL;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void unmap_file(struct file_map *f)
+{
+	if (f->p)
+		munmap(f->p, f->len);
+	f->p = NULL;
+}
+
+static uint64_t host_mem_bytes(void)
+{
+	char line[256];
+	unsigned long long kb, total = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return UINT64_MAX;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1 ||
+		    sscanf(line, "SwapTotal: %llu kB", &kb) == 1)
+			total += kb;
+	}
+	fclose(f);
+	return total ? total << 10 : UINT64_MAX;
+}
+
+/* The device table: every legacy device, in registration order. */
+static int vm_add_devices(struct vm *vm)
+{
+	struct uart_config ucfg = { .gsi = UART_COM1_IRQ, .irq = vm_irq, .irq_opaque = vm,
+		                    .out = console_write, .out_opaque = vm->con,
+		                    .room = vm_room_cb, .room_opaque = vm };
+	struct acpi_pm_config pcfg = { .irq = vm_irq, .irq_opaque = vm,
+		                       .poweroff = vm_poweroff_cb, .reset = vm_reset_cb,
+		                       .opaque = vm };
+	uint64_t low = mem_low_end(&vm->mem);
+
+	vm->uart = uart_create(&ucfg);
+	vm->kbd = i8042_create(vm_reset_cb, vm);
+	vm->rtc = rtc_create(NULL, low, vm->mem.size - low);
+	vm->pm = acpi_pm_create(&pcfg);
+	if (!vm->uart || !vm->kbd || !vm->rtc || !vm->pm)
+		return -ENOMEM;
+
+	const struct {
+		uint64_t base, len;
+		const struct device_ops *ops;
+		void *dev;
+	} table[] = {
+		{ I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1, &i8042_ops, vm->kbd },
+		{ RTC_BASE, RTC_NR_PORTS, &rtc_ops, vm->rtc },
+		{ UART_COM1_BASE, UART_NR_REGS, &uart_ops, vm->uart },
+		{ ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_ops, vm->pm },
+	};
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		int rc = bus_register(&vm->pio, table[i].base, table[i].len, table[i].ops->io,
+		                      table[i].dev, table[i].ops->name);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int vm_setup_memory(struct vm *vm, char *err, size_t errlen)
+{
+	int rc = mem_init(&vm->mem, vm->cfg->mem_size, layout_low_limit(vm->cfg->mem_size));
+	if (rc) {
+		snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
+		         (unsigned long long)(vm->cfg->mem_size >> 20), strerror(-rc));
+		return rc;
+	}
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct mem_region *r = &vm->mem.regions[i];
+		rc = kvm_vm_set_memory(&vm->kvm, (uint32_t)i, r->gpa, r->len, r->hva);
+		if (rc) {
+			snprintf(err, errlen, "KVM refused guest memory: %s", strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Map the kernel and initrd and check the kernel's format, before any KVM work. */
+static int vm_open_images(struct vm *vm, char *err, size_t errlen)
+{
+	enum boot_kind kind;
+	char why[200];
+	int rc;
+
+	rc = map_file(vm->cfg->kernel, "kernel", &vm->kernel, err, errlen);
+	if (rc)
+		return rc;
+	if (boot_probe(vm->kernel.p, vm->kernel.len, &kind, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "kernel %s %s", vm->cfg->kernel, why);
+		return -ENOEXEC;
+	}
+	if (vm->cfg->initrd)
+		rc = map_file(vm->cfg->initrd, "initrd", &vm->initrd, err, errlen);
+	return rc;
+}
+
+static int vm_load_guest(struct vm *vm, char *err, size_t errlen)
+{
+	struct file_map *kernel = &vm->kernel, *initrd = &vm->initrd;
+	struct acpi_config acfg = { .nr_cpus = vm->cfg->cpus };
+	struct boot_setup boot;
+	uint64_t rsdp;
+	char why[200];
+	int rc;
+
+	rc = acpi_build(&vm->mem, &acfg, &rsdp);
+	if (rc) {
+		snprintf(err, errlen, "cannot build ACPI tables: %s", strerror(-rc));
+		goto out;
+	}
+	why[0] = '\0';
+	rc = boot_load(&vm->mem, kernel->p, kernel->len, initrd->p, initrd->len, vm->cfg->cmdline,
+	               rsdp, &boot, why, sizeof(why));
+	if (rc) {
+		if (rc == -ENOEXEC)
+			snprintf(err, errlen, "kernel %s %s", vm->cfg->kernel, why);
+		else
+			snprintf(err, errlen, "%s", why);
+		goto out;
+	}
+	rc = cpu_init_boot_regs(vm->vcpus[0].fd, &boot);
+	if (rc)
+		snprintf(err, errlen, "cannot set the boot vCPU's registers: %s", strerror(-rc));
+out:
+	/* the guest has its copy now */
+	unmap_file(kernel);
+	unmap_file(initrd);
+	return rc;
+}
+
+int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out, char *err,
+              size_t errlen)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	int rc;
+
+	if (!vm) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	vm->cfg = cfg;
+	vm->con = con;
+	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->room_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	bus_init(&vm->pio, "port I/O");
+	bus_init(&vm->mmio, "MMIO");
+	if (vm->event_fd < 0 || vm->room_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	if ((rc = vm_open_images(vm, err, errlen)))
+		goto fail;
+	if (cfg->mem_size > host_mem_bytes()) {
+		snprintf(err, errlen, "--memory %llu MiB is more than this host has (%llu MiB)",
+		         (unsigned long long)(cfg->mem_size >> 20),
+		         (unsigned long long)(host_mem_bytes() >> 20));
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (kvm_host_is_pvm() && !getenv("CVISOR_ALLOW_PVM")) {
+		snprintf(err, errlen,
+		         "this host's /dev/kvm is PVM (software KVM, no VT-x/AMD-V): a stock kernel "
+		         "cannot run on it at useful speed; use the nested rig (make demo, "
+		         "tools/rig/rig.sh), or set CVISOR_ALLOW_PVM=1 for a PVM-enabled guest");
+		rc = -ENOTSUP;
+		goto fail;
+	}
+	rc = kvm_vm_open(&vm->kvm, err, errlen);
+	if (rc)
+		goto fail;
+	if (cfg->cpus > vm->kvm.max_vcpus || cfg->cpus > ACPI_MAX_CPUS) {
+		snprintf(err, errlen, "--cpus %u is more than this host's KVM allows (at most %u)",
+		         cfg->cpus, vm->kvm.max_vcpus < ACPI_MAX_CPUS ? vm->kvm.max_vcpus : ACPI_MAX_CPUS);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if ((rc = vm_setup_memory(vm, err, errlen)))
+		goto fail;
+	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < cfg->cpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		c->vm = vm;
+		c->id = i;
+		c->fd = -1;
+		rc = kvm_vcpu_create(&vm->kvm, i, &c->fd, &c->run);
+		if (!rc)
+			rc = cpu_init_vcpu(c->fd, vm->kvm.cpuid, i, cfg->cpus, vm->kvm.tsc_deadline);
+		if (rc) {
+			snprintf(err, errlen, "cannot create vCPU %u: %s", i, strerror(-rc));
+			goto fail;
+		}
+	}
+	if ((rc = vm_load_guest(vm, err, errlen)))
+		goto fail;
+	if ((rc = vm_add_devices(vm))) {
+		snprintf(err, errlen, "cannot create devices: %s", strerror(-rc));
+		goto fail;
+	}
+	*out = vm;
+	return 0;
+fail:
+	vm_destroy(vm);
+	return rc;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+			struct vcpu *c = &vm->vcpus[i];
+			if (c->run)
+				munmap(c->run, (size_t)vm->kvm.run_size);
+			if (c->fd >= 0)
+				close(c->fd);
+		}
+		free(vm->vcpus);
+	}
+	unmap_file(&vm->kernel);
+	unmap_file(&vm->initrd);
+	uart_destroy(vm->uart);
+	i8042_destroy(vm->kbd);
+	rtc_destroy(vm->rtc);
+	acpi_pm_destroy(vm->pm);
+	kvm_vm_close(&vm->kvm);
+	mem_free(&vm->mem);
+	if (vm->event_fd >= 0)
+		close(vm->event_fd);
+	if (vm->room_fd >= 0)
+		close(vm->room_fd);
+	free(vm);
+}
+
+/* vCPU thread */
+
+static void vcpu_report_error(struct vcpu *c, const char *what)
+{
+	struct kvm_regs r;
+	if (ioctl(c->fd, KVM_GET_REGS, &r) == 0)
+		log_error("vCPU %u: %s (rip 0x%llx)", c->id, what, (unsigned long long)r.rip);
+	else
+		log_error("vCPU %u: %s", c->id, what);
+	vm_request_exit(c->vm, VM_EXIT_ERROR);
+}
+
+static bool vcpu_handle_exit(struct vcpu *c)
+{
+	struct vm *vm = c->vm;
+	struct kvm_run *run = c->run;
+	char what[128];
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO: {
+		uint8_t *data = (uint8_t *)run + run->io.data_offset;
+		for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size)
+			bus_access(&vm->pio, run->io.port, data, run->io.size,
+			           run->io.direction == KVM_EXIT_IO_OUT);
+		return true;
+	}
+	case KVM_EXIT_MMIO:
+		bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data,
+		           run->mmio.len > 8 ? 8 : run->mmio.len, run->mmio.is_write);
+		return true;
+	case KVM_EXIT_INTR:
+	case KVM_EXIT_HLT:
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		log_info("vCPU %u: triple fault, resetting the VM", c->id);
+		vm_request_exit(vm, VM_EXIT_REBOOT);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+			vm_request_exit(vm, VM_EXIT_REBOOT);
+		} else if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) {
+			vm_request_exit(vm, VM_EXIT_POWEROFF);
+		} else {
+			snprintf(what, sizeof(what), "system event %u", run->system_event.type);
+			vcpu_report_error(c, what);
+		}
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(what, sizeof(what), "VM entry failed (hardware reason 0x%llx)",
+		         (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu_report_error(c, what);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(what, sizeof(what), "KVM internal error (suberror %u)", run->internal.suberror);
+		vcpu_report_error(c, what);
+		return false;
+	default:
+		snprintf(what, sizeof(what), "unexpected KVM exit %u", run->exit_reason);
+		vcpu_report_error(c, what);
+		return false;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *c = arg;
+	sigset_t kick;
+
+	sigemptyset(&kick);
+	sigaddset(&kick, SIG_KICK);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+
+	while (!atomic_load(&c->vm->stopping)) {
+		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			char what[96];
+			snprintf(what, sizeof(what), "KVM_RUN failed: %s", strerror(errno));
+			vcpu_report_error(c, what);
+			break;
+		}
+		if (!vcpu_handle_exit(c))
+			break;
+	}
+	return NULL;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+static void vm_stop_vcpus(struct vm *vm)
+{
+	atomic_store(&vm->stopping, 1);
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		if (!c->started)
+			continue;
+		c->run->immediate_exit = 1;
+		pthread_kill(c->thread, SIG_KICK);
+	}
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		if (vm->vcpus[i].started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].started = false;
+		}
+	}
+}
+
+/* main loop */
+
+enum { EV_SIGNAL, EV_EXIT, EV_ROOM, EV_INPUT, EV_LISTEN };
+
+static int epoll_set(int ep, int op, int fd, uint32_t tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tag };
+	return epoll_ctl(ep, op, fd, &ev);
+}
+
+static void drain(int fd)
+{
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: already drained */
+	}
+}
+
+/* Move console input into the UART while it has room; pause input when full. */
+static void vm_pump_input(struct vm *vm, int ep, bool *input_on)
+{
+	struct console *con = vm->con;
+	uint8_t buf[300];
+	size_t n;
+
+	if (con->in_fd < 0)
+		return;
+	size_t room = uart_input_room(vm->uart);
+	if (room > 256)
+		room = 256;
+	if (room && *input_on) {
+		int in = con->in_fd;
+		if (console_read(con, buf, room, &n) == CONSOLE_QUIT) {
+			log_info("quit requested on the console");
+			vm_request_exit(vm, VM_EXIT_STOPPED);
+			return;
+		}
+		if (n)
+			uart_input(vm->uart, buf, n);
+		if (con->in_fd < 0) { /* EOF: the socket client or stdin went away */
+			epoll_ctl(ep, EPOLL_CTL_DEL, in, NULL);
+			*input_on = false;
+			return;
+		}
+	}
+	room = uart_input_room(vm->uart);
+	if (!room && *input_on) {
+		epoll_ctl(ep, EPOLL_CTL_DEL, con->in_fd, NULL);
+		*input_on = false;
+	} else if (room && !*input_on) {
+		epoll_set(ep, EPOLL_CTL_ADD, con->in_fd, EV_INPUT);
+		*input_on = true;
+	}
+}
+
+enum vm_exit vm_run(struct vm *vm)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	sigset_t stop;
+	int ep, sfd;
+	bool input_on = false;
+
+	sigaction(SIG_KICK, &sa, NULL);
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	sigaddset(&stop, SIG_KICK);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL); /* vCPU threads inherit this mask */
+	sigdelset(&stop, SIG_KICK);
+	sfd = signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || ep < 0) {
+		log_error("cannot set up the event loop: %s", strerror(errno));
+		return VM_EXIT_ERROR;
+	}
+	epoll_set(ep, EPOLL_CTL_ADD, sfd, EV_SIGNAL);
+	epoll_set(ep, EPOLL_CTL_ADD, vm->event_fd, EV_EXIT);
+	epoll_set(ep, EPOLL_CTL_ADD, vm->room_fd, EV_ROOM);
+	if (vm->con->listen_fd >= 0)
+		epoll_set(ep, EPOLL_CTL_ADD, vm->con->listen_fd, EV_LISTEN);
+	if (vm->con->in_fd >= 0) {
+		/* /dev/null or a regular file cannot be polled: no console input then */
+		if (epoll_set(ep, EPOLL_CTL_ADD, vm->con->in_fd, EV_INPUT) == 0)
+			input_on = true;
+		else
+			vm->con->in_fd = -1;
+	}
+
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		if (pthread_create(&c->thread, NULL, vcpu_thread, c) != 0) {
+			log_error("cannot start vCPU %u thread", i);
+			vm_request_exit(vm, VM_EXIT_ERROR);
+			break;
+		}
+		c->started = true;
+	}
+
+	while (atomic_load(&vm->exit_reason) == VM_EXIT_NONE) {
+		struct epoll_event evs[8];
+		int n = epoll_wait(ep, evs, 8, -1);
+		if (n < 0 && errno != EINTR) {
+			log_error("epoll_wait: %s", strerror(errno));
+			vm_request_exit(vm, VM_EXIT_ERROR);
+		}
+		for (int i = 0; i < n; i++) {
+			switch (evs[i].data.u32) {
+			case EV_SIGNAL: {
+				struct signalfd_siginfo si;
+				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					log_info("stopping on %s", strsignal((int)si.ssi_signo));
+					vm_request_exit(vm, VM_EXIT_STOPPED);
+				}
+				break;
+			}
+			case EV_EXIT:
+				drain(vm->event_fd);
+				break;
+			case EV_ROOM:
+				drain(vm->room_fd);
+				vm_pump_input(vm, ep, &input_on);
+				break;
+			case EV_INPUT:
+				vm_pump_input(vm, ep, &input_on);
+				break;
+			case EV_LISTEN:
+				if (vm->con->in_fd < 0) {
+					console_accept(vm->con);
+					if (vm->con->in_fd >= 0) {
+						epoll_set(ep, EPOLL_CTL_ADD, vm->con->in_fd, EV_INPUT);
+						input_on = true;
+					}
+				} else {
+					console_accept(vm->con); /* refuses the second client */
+				}
+				break;
+			}
+		}
+	}
+	vm_stop_vcpus(vm);
+	close(ep);
+	close(sfd);
+	return (enum vm_exit)atomic_load(&vm->exit_reason);
+}

@@ -1,0 +1,32 @@
+/* VM lifecycle: create from a configuration, run until the guest powers off,
+ * resets, or the user stops it, destroy. A reset is a destroy + create. */
+#ifndef CVISOR_VM_VM_H
+#define CVISOR_VM_VM_H
+
+#include <stddef.h>
+
+#include "vm/config.h"
+#include "vm/console.h"
+
+enum vm_exit {
+	VM_EXIT_NONE = 0,
+	VM_EXIT_POWEROFF, /* ACPI S5 or a KVM shutdown event */
+	VM_EXIT_REBOOT,   /* i8042 reset, ACPI reset register, triple fault */
+	VM_EXIT_STOPPED,  /* SIGTERM/SIGINT/SIGHUP or the console's quit key */
+	VM_EXIT_ERROR,    /* the VM cannot go on (KVM internal error, entry failure) */
+};
+
+struct vm;
+
+/* Build a VM ready to run. On failure returns -errno with one line in err;
+ * all such failures are about input or the host (exit status 2). */
+int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out, char *err,
+              size_t errlen);
+/* Run until the VM exits; returns why. */
+enum vm_exit vm_run(struct vm *vm);
+/* Free everything. */
+void vm_destroy(struct vm *vm);
+/* Human-readable exit reason. */
+const char *vm_exit_name(enum vm_exit e);
+
+#endif
