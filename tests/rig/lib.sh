@@ -1,0 +1,114 @@
+# Helpers for the rig tests (sourced; POSIX sh, busybox ash compatible).
+# Environment from tools/rig/rig.sh: CVISOR KERNEL VMLINUX INITRD TMPDIR RIG_MODE.
+# Start a test with:   set -eu; . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
+
+: "${CVISOR:?CVISOR is not set (run tests through tools/rig/rig.sh)}"
+: "${KERNEL:?}" "${INITRD:?}" "${TMPDIR:=/tmp}"
+export TMPDIR
+CVISOR_PID=
+RC=
+
+say() { echo "rig: $*"; }
+check() { echo "check: $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+# show_console FILE: print a guest console log, delimited.
+show_console() {
+	echo "----- console: $1 -----"
+	if [ -f "$1" ]; then tr -d '\r' <"$1"; else echo "(no such file)"; fi
+	echo "----- end of console: $1 -----"
+}
+
+# wait_for FILE PATTERN TIMEOUT: poll FILE until `grep -q PATTERN` matches.
+# On timeout print the whole file and return 1.
+wait_for() {
+	_deadline=$(($(date +%s) + $3))
+	while ! grep -q -- "$2" "$1" 2>/dev/null; do
+		if [ "$(date +%s)" -ge "$_deadline" ]; then
+			echo "timed out after $3 s waiting for '$2' in $1"
+			show_console "$1"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+# count_of FILE PATTERN: number of lines of FILE matching PATTERN.
+count_of() { grep -c -- "$2" "$1" 2>/dev/null || true; }
+
+# field FILE KEY: the value of the first KEY=value on the console (digits).
+field() { tr -d '\r' <"$1" | grep -o "$2=[0-9]*" | head -n1 | cut -d= -f2; }
+
+# alive PID: true while PID runs (a zombie counts as gone).
+alive() {
+	[ -r "/proc/$1/stat" ] || return 1
+	_st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -n "$_st" ] && [ "$_st" != Z ] && [ "$_st" != X ]
+}
+
+# children_of PID: the PIDs whose parent is PID.
+children_of() {
+	for _s in /proc/[0-9]*/stat; do
+		_pp=$(sed 's/.*) //' "$_s" 2>/dev/null | cut -d' ' -f2)
+		[ "$_pp" = "$1" ] && { _c=${_s#/proc/}; echo "${_c%/stat}"; }
+	done
+	return 0
+}
+
+# start_vm LOG ARGS...: start `cvisor run ARGS` in the background, console (stdout and
+# stderr) to LOG, stdin from /dev/null unless VM_STDIN names another file.
+start_vm() {
+	_log=$1
+	shift
+	echo "+ cvisor run $*"
+	"$CVISOR" run "$@" <"${VM_STDIN:-/dev/null}" >"$_log" 2>&1 &
+	CVISOR_PID=$!
+}
+
+# wait_vm TIMEOUT: wait for cvisor to exit; sets RC. On timeout, stop it (TERM, then
+# KILL) and return 1.
+wait_vm() {
+	_deadline=$(($(date +%s) + $1))
+	while alive "$CVISOR_PID"; do
+		if [ "$(date +%s)" -ge "$_deadline" ]; then
+			echo "cvisor (pid $CVISOR_PID) still running after $1 s; stopping it"
+			stop_vm
+			return 1
+		fi
+		sleep 0.2
+	done
+	RC=0
+	wait "$CVISOR_PID" || RC=$?
+	CVISOR_PID=
+}
+
+# stop_vm: SIGTERM cvisor, SIGKILL after 10 s.
+stop_vm() {
+	[ -n "$CVISOR_PID" ] || return 0
+	kill -TERM "$CVISOR_PID" 2>/dev/null || true
+	_i=0
+	while alive "$CVISOR_PID" && [ $_i -lt 50 ]; do sleep 0.2; _i=$((_i + 1)); done
+	alive "$CVISOR_PID" && kill -KILL "$CVISOR_PID" 2>/dev/null
+	wait "$CVISOR_PID" 2>/dev/null || true
+	CVISOR_PID=
+}
+
+# run_vm TIMEOUT LOG ARGS...: run a VM to completion; sets RC. Fails the test (with the
+# console) if it does not finish in TIMEOUT seconds.
+run_vm() {
+	_t=$1
+	shift
+	start_vm "$@"
+	wait_vm "$_t" || { show_console "$1"; fail "the VM did not finish within $_t s"; }
+}
+
+# expect_rc WANT LOG: fail (showing the console) unless RC is WANT.
+expect_rc() {
+	[ "$RC" = "$1" ] || { show_console "$2"; fail "cvisor exited $RC, expected $1"; }
+	check "cvisor exited $RC"
+}
+
+# Stop a VM the test left running, whatever way the test ends.
+trap 'stop_vm' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT

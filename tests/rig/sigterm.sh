@@ -1,0 +1,24 @@
+#!/bin/sh
+# SIGTERM while the guest runs: cvisor exits promptly and leaves no processes behind.
+# timeout: 300
+set -eu
+. "${RIG_LIB:-$(dirname "$0")/lib.sh}"
+log=$TMPDIR/console.log
+
+check "mode=shell, SIGTERM while running: exit within 5 s with status 0 or 143, no child processes left"
+start_vm "$log" --kernel "$KERNEL" --initrd "$INITRD" --cpus 2 --cmdline "console=ttyS0 mode=shell"
+wait_for "$log" CVISOR-GUEST-SHELL 200 || fail "the guest did not reach its shell"
+pid=$CVISOR_PID
+kids=$(children_of "$pid")
+[ -z "$kids" ] || say "cvisor's child processes before SIGTERM: $kids"
+kill -TERM "$pid"
+t0=$(date +%s)
+wait_vm 5 || { show_console "$log"; fail "cvisor still running 5 s after SIGTERM"; }
+check "cvisor exited with status $RC within $(($(date +%s) - t0)) s"
+case $RC in 0 | 143) ;; *) show_console "$log"; fail "status $RC after SIGTERM, expected 0 or 143" ;; esac
+for k in $kids; do
+	alive "$k" && { ps; fail "child process $k of cvisor survived it"; }
+done
+left=$(children_of "$pid")
+[ -z "$left" ] || fail "processes with cvisor ($pid) as parent remain: $left"
+check "no child processes left"

@@ -1,0 +1,53 @@
+#!/bin/sh
+# `make test`: unit tests (ASan+UBSan), a short fuzz run of every target, then
+# the guest tests (directly on hosts with VT-x/AMD-V, else in the nested rig).
+# Prints PASS/FAIL per test and ends with one line "N passed, N failed".
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+passed=0 failed=0
+log=build/test-logs
+mkdir -p "$log"
+
+count() { # count <output-file>: add the PASS/FAIL lines of a stage to the totals
+	p=$(grep -c '^PASS ' "$1")
+	f=$(grep -c '^FAIL ' "$1")
+	passed=$((passed + p))
+	failed=$((failed + f))
+}
+
+echo "== unit tests (ASan + UBSan)"
+if make -s unit >"$log/unit.log" 2>&1; then :; fi
+# meson's lines look like " 1/13 bus   OK   0.01s"
+sed -n 's/^ *[0-9]*\/[0-9]* \([a-z0-9_]*\) *\(OK\|FAIL\|TIMEOUT\|ERROR\).*/\2 \1/p' "$log/unit.log" |
+	sed 's/^OK /PASS unit:/; s/^\(FAIL\|TIMEOUT\|ERROR\) /FAIL unit:/' >"$log/unit.res"
+if ! grep -q . "$log/unit.res"; then
+	echo "FAIL unit:build" >"$log/unit.res"
+	tail -40 "$log/unit.log"
+fi
+grep -q '^FAIL' "$log/unit.res" && grep -A40 -E '^(=+|-+) *[0-9]+/' "$log/unit.log" | tail -80
+cat "$log/unit.res"
+count "$log/unit.res"
+
+echo "== fuzz smoke (${FUZZ_SMOKE_SECONDS:-20} s per target)"
+if make -s build/fuzz/build.ninja >"$log/fuzz.log" 2>&1 && ninja -C build/fuzz >>"$log/fuzz.log" 2>&1; then
+	tools/fuzz.sh build/fuzz "${FUZZ_SMOKE_SECONDS:-20}" >"$log/fuzz.res" 2>&1
+else
+	tail -20 "$log/fuzz.log"
+	echo "FAIL fuzz:build" >"$log/fuzz.res"
+fi
+grep -E '^(PASS|FAIL) ' "$log/fuzz.res"
+grep -q '^FAIL' "$log/fuzz.res" && tail -40 "$log/fuzz.res"
+count "$log/fuzz.res"
+
+echo "== guest tests"
+tools/rig/rig.sh >"$log/rig.res" 2>&1
+grep -v -E '^[0-9]+ passed, [0-9]+ failed$' "$log/rig.res"
+count "$log/rig.res"
+if ! grep -q -E '^[0-9]+ passed, [0-9]+ failed$' "$log/rig.res"; then
+	echo "FAIL rig:run (the rig produced no summary)"
+	failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
