@@ -51,6 +51,8 @@ int kvm_vm_open(struct kvm_vm *k, char *err, size_t errlen)
 
 	memset(k, 0, sizeof(*k));
 	k->vm_fd = -1;
+	k->next_gsi = KVM_IRQCHIP_PINS;
+	pthread_mutex_init(&k->route_lock, NULL);
 	k->sys_fd = open(dev, O_RDWR | O_CLOEXEC);
 	if (k->sys_fd < 0) {
 		rc = -errno;
@@ -121,6 +123,9 @@ void kvm_vm_close(struct kvm_vm *k)
 		close(k->sys_fd);
 	free(k->cpuid);
 	k->cpuid = NULL;
+	free(k->routes);
+	k->routes = NULL;
+	k->nr_routes = 0;
 	k->vm_fd = k->sys_fd = -1;
 }
 
@@ -153,4 +158,95 @@ int kvm_vcpu_create(struct kvm_vm *k, unsigned id, int *fd, struct kvm_run **run
 	*fd = f;
 	*run = p;
 	return 0;
+}
+
+int kvm_vm_ioeventfd(struct kvm_vm *k, uint64_t addr, uint32_t len, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = { .addr = addr, .len = len, .fd = fd,
+		                    .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN };
+	return ioctl(k->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int kvm_vm_irqfd(struct kvm_vm *k, int fd, uint32_t gsi, bool assign)
+{
+	struct kvm_irqfd f = { .fd = (uint32_t)fd, .gsi = gsi,
+		               .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+	return ioctl(k->vm_fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
+}
+
+/* Rebuild the whole table: KVM_SET_GSI_ROUTING replaces the default routes too,
+ * so KVM's defaults, the PIC (GSI 0-15) and IOAPIC (0-23) entries go first. */
+static int push_routes(struct kvm_vm *k)
+{
+	size_t n = 16 + KVM_IRQCHIP_PINS + k->nr_routes;
+	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + n * sizeof(r->entries[0]));
+	uint32_t i = 0;
+	int rc = 0;
+
+	if (!r)
+		return -ENOMEM;
+	for (uint32_t g = 0; g < 16; g++) {
+		r->entries[i++] = (struct kvm_irq_routing_entry){
+			.gsi = g, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { .irqchip = g < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+			               .pin = g % 8 } };
+	}
+	for (uint32_t g = 0; g < KVM_IRQCHIP_PINS; g++)
+		r->entries[i++] = (struct kvm_irq_routing_entry){
+			.gsi = g, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = g } };
+	for (uint32_t m = 0; m < k->nr_routes; m++)
+		r->entries[i++] = (struct kvm_irq_routing_entry){
+			.gsi = k->routes[m].gsi, .type = KVM_IRQ_ROUTING_MSI,
+			.u.msi = { .address_lo = k->routes[m].addr_lo, .address_hi = k->routes[m].addr_hi,
+			           .data = k->routes[m].data } };
+	r->nr = i;
+	if (ioctl(k->vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
+		rc = -errno;
+	free(r);
+	return rc;
+}
+
+int kvm_vm_msi_route_alloc(struct kvm_vm *k)
+{
+	int gsi;
+
+	pthread_mutex_lock(&k->route_lock);
+	if (k->next_gsi >= KVM_MAX_GSI) {
+		gsi = -ENOSPC;
+	} else {
+		struct kvm_msi_route *r = realloc(k->routes, (k->nr_routes + 1) * sizeof(*r));
+		if (!r) {
+			gsi = -ENOMEM;
+		} else {
+			k->routes = r;
+			gsi = (int)k->next_gsi++;
+			r[k->nr_routes++] = (struct kvm_msi_route){ .gsi = (uint32_t)gsi };
+		}
+	}
+	pthread_mutex_unlock(&k->route_lock);
+	return gsi;
+}
+
+int kvm_vm_msi_route_set(struct kvm_vm *k, uint32_t gsi, uint64_t addr, uint32_t data)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&k->route_lock);
+	for (uint32_t i = 0; i < k->nr_routes; i++) {
+		struct kvm_msi_route *r = &k->routes[i];
+		if (r->gsi != gsi)
+			continue;
+		if (r->addr_lo == (uint32_t)addr && r->addr_hi == (uint32_t)(addr >> 32) && r->data == data) {
+			rc = 0; /* unchanged: spare KVM the table swap */
+			break;
+		}
+		r->addr_lo = (uint32_t)addr;
+		r->addr_hi = (uint32_t)(addr >> 32);
+		r->data = data;
+		rc = push_routes(k);
+		break;
+	}
+	pthread_mutex_unlock(&k->route_lock);
+	return rc;
 }

@@ -34,6 +34,7 @@
 #include "hv/kvm.h"
 #include "util/log.h"
 #include "vm/bus.h"
+#include "vm/evloop.h"
 #include "vm/mem.h"
 
 #define SIG_KICK SIGUSR1
@@ -67,6 +68,9 @@ struct vm {
 	struct file_map kernel, initrd;
 	int event_fd; /* vCPU threads -> main loop: an exit was requested */
 	int room_fd;  /* UART -> main loop: console input may flow again */
+	int signal_fd;
+	bool input_on; /* console input fd is in the loop */
+	struct evloop *loop;
 	_Atomic int exit_reason;
 	_Atomic int stopping;
 };
@@ -294,11 +298,13 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 	vm->cfg = cfg;
 	vm->con = con;
 	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
+	vm->signal_fd = -1;
+	vm->loop = evloop_create();
 	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->room_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	bus_init(&vm->pio, "port I/O");
 	bus_init(&vm->mmio, "MMIO");
-	if (vm->event_fd < 0 || vm->room_fd < 0) {
+	if (!vm->loop || vm->event_fd < 0 || vm->room_fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		goto fail;
@@ -389,6 +395,9 @@ void vm_destroy(struct vm *vm)
 		close(vm->event_fd);
 	if (vm->room_fd >= 0)
 		close(vm->room_fd);
+	if (vm->signal_fd >= 0)
+		close(vm->signal_fd);
+	evloop_destroy(vm->loop);
 	free(vm);
 }
 
@@ -504,14 +513,6 @@ static void vm_stop_vcpus(struct vm *vm)
 
 /* main loop */
 
-enum { EV_SIGNAL, EV_EXIT, EV_ROOM, EV_INPUT, EV_LISTEN };
-
-static int epoll_set(int ep, int op, int fd, uint32_t tag)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tag };
-	return epoll_ctl(ep, op, fd, &ev);
-}
-
 static void drain(int fd)
 {
 	uint64_t v;
@@ -520,8 +521,10 @@ static void drain(int fd)
 	}
 }
 
+static void vm_input_cb(void *opaque, uint32_t events);
+
 /* Move console input into the UART while it has room; pause input when full. */
-static void vm_pump_input(struct vm *vm, int ep, bool *input_on)
+static void vm_pump_input(struct vm *vm)
 {
 	struct console *con = vm->con;
 	uint8_t buf[300];
@@ -532,7 +535,7 @@ static void vm_pump_input(struct vm *vm, int ep, bool *input_on)
 	size_t room = uart_input_room(vm->uart);
 	if (room > 256)
 		room = 256;
-	if (room && *input_on) {
+	if (room && vm->input_on) {
 		int in = con->in_fd;
 		if (console_read(con, buf, room, &n) == CONSOLE_QUIT) {
 			log_info("quit requested on the console");
@@ -542,27 +545,66 @@ static void vm_pump_input(struct vm *vm, int ep, bool *input_on)
 		if (n)
 			uart_input(vm->uart, buf, n);
 		if (con->in_fd < 0) { /* EOF: the socket client or stdin went away */
-			epoll_ctl(ep, EPOLL_CTL_DEL, in, NULL);
-			*input_on = false;
+			evloop_del(vm->loop, in);
+			vm->input_on = false;
 			return;
 		}
 	}
 	room = uart_input_room(vm->uart);
-	if (!room && *input_on) {
-		epoll_ctl(ep, EPOLL_CTL_DEL, con->in_fd, NULL);
-		*input_on = false;
-	} else if (room && !*input_on) {
-		epoll_set(ep, EPOLL_CTL_ADD, con->in_fd, EV_INPUT);
-		*input_on = true;
+	if (!room && vm->input_on) {
+		evloop_del(vm->loop, con->in_fd);
+		vm->input_on = false;
+	} else if (room && !vm->input_on) {
+		vm->input_on = evloop_add(vm->loop, con->in_fd, EPOLLIN, vm_input_cb, vm) == 0;
 	}
+}
+
+static void vm_input_cb(void *opaque, uint32_t events)
+{
+	(void)events;
+	vm_pump_input(opaque);
+}
+
+static void vm_room_ev(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	drain(vm->room_fd);
+	vm_pump_input(vm);
+}
+
+static void vm_exit_ev(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	drain(vm->event_fd);
+}
+
+static void vm_signal_ev(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
+	(void)events;
+	if (read(vm->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("stopping on %s", strsignal((int)si.ssi_signo));
+		vm_request_exit(vm, VM_EXIT_STOPPED);
+	}
+}
+
+static void vm_listen_ev(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	bool had_client = vm->con->in_fd >= 0;
+	console_accept(vm->con); /* refuses a second client */
+	if (!had_client && vm->con->in_fd >= 0)
+		vm->input_on = evloop_add(vm->loop, vm->con->in_fd, EPOLLIN, vm_input_cb, vm) == 0;
 }
 
 enum vm_exit vm_run(struct vm *vm)
 {
 	struct sigaction sa = { .sa_handler = kick_handler };
 	sigset_t stop;
-	int ep, sfd;
-	bool input_on = false;
 
 	sigaction(SIG_KICK, &sa, NULL);
 	sigemptyset(&stop);
@@ -572,22 +614,19 @@ enum vm_exit vm_run(struct vm *vm)
 	sigaddset(&stop, SIG_KICK);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL); /* vCPU threads inherit this mask */
 	sigdelset(&stop, SIG_KICK);
-	sfd = signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK);
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	if (sfd < 0 || ep < 0) {
+	vm->signal_fd = signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0 || evloop_add(vm->loop, vm->signal_fd, EPOLLIN, vm_signal_ev, vm) ||
+	    evloop_add(vm->loop, vm->event_fd, EPOLLIN, vm_exit_ev, vm) ||
+	    evloop_add(vm->loop, vm->room_fd, EPOLLIN, vm_room_ev, vm)) {
 		log_error("cannot set up the event loop: %s", strerror(errno));
 		return VM_EXIT_ERROR;
 	}
-	epoll_set(ep, EPOLL_CTL_ADD, sfd, EV_SIGNAL);
-	epoll_set(ep, EPOLL_CTL_ADD, vm->event_fd, EV_EXIT);
-	epoll_set(ep, EPOLL_CTL_ADD, vm->room_fd, EV_ROOM);
 	if (vm->con->listen_fd >= 0)
-		epoll_set(ep, EPOLL_CTL_ADD, vm->con->listen_fd, EV_LISTEN);
+		evloop_add(vm->loop, vm->con->listen_fd, EPOLLIN, vm_listen_ev, vm);
 	if (vm->con->in_fd >= 0) {
 		/* /dev/null or a regular file cannot be polled: no console input then */
-		if (epoll_set(ep, EPOLL_CTL_ADD, vm->con->in_fd, EV_INPUT) == 0)
-			input_on = true;
-		else
+		vm->input_on = evloop_add(vm->loop, vm->con->in_fd, EPOLLIN, vm_input_cb, vm) == 0;
+		if (!vm->input_on)
 			vm->con->in_fd = -1;
 	}
 
@@ -602,48 +641,15 @@ enum vm_exit vm_run(struct vm *vm)
 	}
 
 	while (atomic_load(&vm->exit_reason) == VM_EXIT_NONE) {
-		struct epoll_event evs[8];
-		int n = epoll_wait(ep, evs, 8, -1);
-		if (n < 0 && errno != EINTR) {
-			log_error("epoll_wait: %s", strerror(errno));
+		int rc = evloop_run_once(vm->loop, -1);
+		if (rc < 0) {
+			log_error("event loop: %s", strerror(-rc));
 			vm_request_exit(vm, VM_EXIT_ERROR);
-		}
-		for (int i = 0; i < n; i++) {
-			switch (evs[i].data.u32) {
-			case EV_SIGNAL: {
-				struct signalfd_siginfo si;
-				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-					log_info("stopping on %s", strsignal((int)si.ssi_signo));
-					vm_request_exit(vm, VM_EXIT_STOPPED);
-				}
-				break;
-			}
-			case EV_EXIT:
-				drain(vm->event_fd);
-				break;
-			case EV_ROOM:
-				drain(vm->room_fd);
-				vm_pump_input(vm, ep, &input_on);
-				break;
-			case EV_INPUT:
-				vm_pump_input(vm, ep, &input_on);
-				break;
-			case EV_LISTEN:
-				if (vm->con->in_fd < 0) {
-					console_accept(vm->con);
-					if (vm->con->in_fd >= 0) {
-						epoll_set(ep, EPOLL_CTL_ADD, vm->con->in_fd, EV_INPUT);
-						input_on = true;
-					}
-				} else {
-					console_accept(vm->con); /* refuses the second client */
-				}
-				break;
-			}
 		}
 	}
 	vm_stop_vcpus(vm);
-	close(ep);
-	close(sfd);
+	/* the console outlives this VM: its fds must not stay in this VM's loop */
+	if (vm->con->in_fd >= 0 && vm->input_on)
+		evloop_del(vm->loop, vm->con->in_fd);
 	return (enum vm_exit)atomic_load(&vm->exit_reason);
 }
