@@ -10,10 +10,14 @@
 #include <string.h>
 
 #define PM1_TMR_STS (1u << 0)
+#define PM1_GBL (1u << 5)
 #define PM1_PWRBTN (1u << 8)
+#define PM1_SLPBTN (1u << 9)
+#define PM1_RTC (1u << 10)
 #define PM1_WAK_STS (1u << 15)
-#define PM1_STS_MASK (PM1_TMR_STS | PM1_PWRBTN | PM1_WAK_STS)
-#define PM1_EN_MASK (PM1_TMR_STS | PM1_PWRBTN)
+/* the fixed events ACPICA enables and reads back; only the power button fires */
+#define PM1_STS_MASK (PM1_TMR_STS | PM1_GBL | PM1_PWRBTN | PM1_SLPBTN | PM1_RTC | PM1_WAK_STS)
+#define PM1_EN_MASK (PM1_TMR_STS | PM1_GBL | PM1_PWRBTN | PM1_SLPBTN | PM1_RTC)
 #define PM1_SCI_EN (1u << 0)
 #define PM1_SLP_TYP_SHIFT 10
 #define PM1_SLP_EN (1u << 13)

@@ -13,14 +13,14 @@ void config_usage(void *stream)
 	fputs("usage: cvisor run --kernel PATH [--initrd PATH] [--cmdline STR]\n"
 	      "                  [--cpus N] [--memory SIZE] [--name NAME]\n"
 	      "                  [--serial stdio|file=PATH|socket=PATH|none]\n"
+	      "                  [--disk path=P[,readonly=on][,serial=S]]... [--rng[=bps=N]]\n"
 	      "                  [--on-reboot restart|exit] [--verbose]\n",
 	      (FILE *)stream);
 }
 
 /* Options of later milestones: known names, refused with a clear message. */
-static const char *const later_opts[] = { "--disk", "--net", "--console", "--rng", "--balloon",
-	                                  "--vsock", "--api-socket", "--restore", "--incoming",
-	                                  NULL };
+static const char *const later_opts[] = { "--net", "--console", "--balloon", "--vsock",
+	                                  "--api-socket", "--restore", "--incoming", NULL };
 
 static int parse_serial(struct vm_config *cfg, const char *v, char *err, size_t errlen)
 {
@@ -63,9 +63,13 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 			opt = name;
 			val = eq + 1;
 		}
-		bool flag = !strcmp(opt, "--verbose") || !strcmp(opt, "-v");
-		if (flag) {
+		if (!strcmp(opt, "--verbose") || !strcmp(opt, "-v")) {
 			cfg->verbose++;
+			continue;
+		}
+		if (!strcmp(opt, "--rng")) { /* a flag; options only as --rng=bps=N */
+			cfg->rng = true;
+			cfg->rng_opts = val;
 			continue;
 		}
 		if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
@@ -85,7 +89,7 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 		}
 		static const char *const known[] = { "--kernel", "--initrd", "--cmdline", "--name",
 			                             "--cpus", "--memory", "--serial", "--on-reboot",
-			                             NULL };
+			                             "--disk", NULL };
 		int k = 0;
 		while (known[k] && strcmp(opt, known[k]))
 			k++;
@@ -101,7 +105,13 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 			val = argv[++i];
 		}
 
-		if (!strcmp(opt, "--kernel")) {
+		if (!strcmp(opt, "--disk")) {
+			if (cfg->nr_disks == CONFIG_MAX_DISKS) {
+				snprintf(err, errlen, "--disk: at most %d disks", CONFIG_MAX_DISKS);
+				return -EINVAL;
+			}
+			cfg->disks[cfg->nr_disks++] = val;
+		} else if (!strcmp(opt, "--kernel")) {
 			cfg->kernel = val;
 		} else if (!strcmp(opt, "--initrd")) {
 			cfg->initrd = val;

@@ -13,6 +13,8 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_DEFAULT_MEM (512ULL << 20)
 #define CONFIG_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
 
+#define CONFIG_MAX_DISKS 16
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;
@@ -24,6 +26,10 @@ struct vm_config {
 	enum on_reboot on_reboot;
 	const char *name;
 	int verbose;
+	const char *disks[CONFIG_MAX_DISKS]; /* --disk option strings, parsed by the block layer */
+	unsigned nr_disks;
+	bool rng;
+	const char *rng_opts; /* "bps=N" or NULL */
 };
 
 /* Fill cfg from argv of `cvisor run` (argv[0] is "run"). On bad usage returns

@@ -32,6 +32,9 @@
 #include "devices/rtc.h"
 #include "devices/uart8250.h"
 #include "hv/kvm.h"
+#include "pci/pci.h"
+#include "virtio/pci.h"
+#include "virtio/rng.h"
 #include "util/log.h"
 #include "vm/bus.h"
 #include "vm/evloop.h"
@@ -64,6 +67,11 @@ struct vm {
 	struct i8042 *kbd;
 	struct rtc *rtc;
 	struct acpi_pm *pm;
+	struct pci_bus pci;
+	bool pci_up;
+	struct virtio_pci *vdevs[PCI_MAX_DEVS];
+	unsigned nr_vdevs;
+	struct virtio_rng *rng;
 	struct vcpu *vcpus;
 	struct file_map kernel, initrd;
 	int event_fd; /* vCPU threads -> main loop: an exit was requested */
@@ -254,7 +262,9 @@ static int vm_open_images(struct vm *vm, char *err, size_t errlen)
 static int vm_load_guest(struct vm *vm, char *err, size_t errlen)
 {
 	struct file_map *kernel = &vm->kernel, *initrd = &vm->initrd;
-	struct acpi_config acfg = { .nr_cpus = vm->cfg->cpus };
+	struct acpi_config acfg = { .nr_cpus = vm->cfg->cpus, .pci = true,
+		                    .mmio64_base = layout_mmio64_base(&vm->mem),
+		                    .mmio64_size = PCI_MMIO64_SIZE };
 	struct boot_setup boot;
 	uint64_t rsdp;
 	char why[200];
@@ -283,6 +293,43 @@ out:
 	unmap_file(kernel);
 	unmap_file(initrd);
 	return rc;
+}
+
+static int vm_add_virtio(struct vm *vm, const struct virtio_dev_ops *ops, void *priv, char *err,
+                         size_t errlen)
+{
+	struct virtio_pci *vp;
+	int rc = virtio_pci_create(&vm->pci, &vm->kvm, vm->loop, &vm->mem, ops, priv, &vp);
+	if (rc) {
+		snprintf(err, errlen, "cannot add %s: %s", ops->name, strerror(-rc));
+		return rc;
+	}
+	vm->vdevs[vm->nr_vdevs++] = vp;
+	return 0;
+}
+
+/* The PCI bus and the virtio devices the configuration asks for, in slot order. */
+static int vm_add_pci_devices(struct vm *vm, char *err, size_t errlen)
+{
+	int rc = pci_bus_init(&vm->pci, &vm->pio, &vm->mmio, layout_mmio64_base(&vm->mem));
+	if (rc) {
+		snprintf(err, errlen, "cannot set up the PCI bus: %s", strerror(-rc));
+		return rc;
+	}
+	vm->pci_up = true;
+	if (vm->cfg->rng) {
+		uint64_t bps;
+		if ((rc = virtio_rng_parse(vm->cfg->rng_opts, &bps, err, errlen)))
+			return rc;
+		vm->rng = virtio_rng_create(bps);
+		if (!vm->rng) {
+			snprintf(err, errlen, "cannot create virtio-rng");
+			return -ENOMEM;
+		}
+		if ((rc = vm_add_virtio(vm, &virtio_rng_ops, vm->rng, err, errlen)))
+			return rc;
+	}
+	return 0;
 }
 
 int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out, char *err,
@@ -362,6 +409,8 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 		snprintf(err, errlen, "cannot create devices: %s", strerror(-rc));
 		goto fail;
 	}
+	if ((rc = vm_add_pci_devices(vm, err, errlen)))
+		goto fail;
 	*out = vm;
 	return 0;
 fail:
@@ -385,6 +434,11 @@ void vm_destroy(struct vm *vm)
 	}
 	unmap_file(&vm->kernel);
 	unmap_file(&vm->initrd);
+	for (unsigned i = 0; i < vm->nr_vdevs; i++)
+		virtio_pci_destroy(vm->vdevs[i]);
+	virtio_rng_destroy(vm->rng);
+	if (vm->pci_up)
+		pci_bus_destroy(&vm->pci);
 	uart_destroy(vm->uart);
 	i8042_destroy(vm->kbd);
 	rtc_destroy(vm->rtc);

@@ -112,3 +112,43 @@ expect_rc() {
 trap 'stop_vm' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
+
+# --- driving the guest's shell over the serial console ---------------------------
+# shell_start LOG ARGS...: boot mode=shell (add it to your --cmdline) with stdin a FIFO
+# held open on fd 3, and wait for the prompt.
+shell_start() {
+	_slog=$1
+	mkfifo "$TMPDIR/stdin.$$"
+	VM_STDIN=$TMPDIR/stdin.$$
+	start_vm "$@"
+	exec 3>"$TMPDIR/stdin.$$"
+	wait_for "$_slog" 'cvisor-guest# ' 200 || fail "no shell prompt"
+	echo 0 >"$TMPDIR/shell.n"
+}
+
+# shell_run CMD [TIMEOUT]: type CMD; wait until it finished; its output (between
+# markers) goes to stdout. Fails the test (with the console) on timeout.
+# (The command counter lives in a file: shell_run usually runs in a $(...) subshell.)
+shell_run() {
+	SHELL_N=$(($(cat "$TMPDIR/shell.n") + 1))
+	echo "$SHELL_N" >"$TMPDIR/shell.n"
+	# The markers are split by quotes in what is typed, so the terminal's echo of
+	# the command line can never look like the markers the command prints.
+	printf 'echo @@BEG""IN-%s@@; %s; echo "@@E""ND-%s rc=$?@@"\n' "$SHELL_N" "$1" "$SHELL_N" >&3
+	wait_for "$_slog" "^@@END-$SHELL_N rc=" "${2:-60}" || fail "'$1' did not finish"
+	tr -d '\r' <"$_slog" | awk -v b="@@BEGIN-$SHELL_N@@" -v e="@@END-$SHELL_N rc=" '
+		index($0, e) == 1 { exit }
+		go { print }
+		$0 == b { go = 1 }'
+}
+
+# shell_rc: exit status of the last shell_run command.
+shell_rc() { tr -d '\r' <"$_slog" | grep -o "^@@END-$(cat "$TMPDIR/shell.n") rc=[0-9]*" | tail -n1 | sed 's/.*rc=//'; }
+
+# shell_poweroff: power the guest off and expect cvisor to exit 0.
+shell_poweroff() {
+	printf 'poweroff -f\n' >&3
+	wait_vm 60 || { show_console "$_slog"; fail "cvisor did not exit after poweroff"; }
+	exec 3>&-
+	expect_rc 0 "$_slog"
+}

@@ -76,6 +76,9 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.on_reboot, ON_REBOOT_RESTART);
 	assert_string_equal(cfg.name, "cvisor");
 	assert_int_equal(cfg.verbose, 0);
+	assert_int_equal(cfg.nr_disks, 0);
+	assert_false(cfg.rng);
+	assert_null(cfg.rng_opts);
 }
 
 static void test_every_option(void **state)
@@ -238,8 +241,9 @@ static void test_missing_kernel(void **state)
 
 static void test_missing_value(void **state)
 {
-	static const char *const opts[] = { "--kernel", "--initrd", "--cmdline", "--name",
-		                            "--cpus",   "--memory", "--serial",  "--on-reboot" };
+	static const char *const opts[] = { "--kernel", "--initrd", "--cmdline",   "--name",
+		                            "--cpus",   "--memory", "--serial",    "--on-reboot",
+		                            "--disk" };
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
@@ -269,9 +273,8 @@ static void test_unknown_and_positional(void **state)
 
 static void test_later_milestone_options(void **state)
 {
-	static const char *const later[] = { "--disk",   "--net",     "--console",    "--rng",
-		                             "--balloon", "--vsock",  "--api-socket", "--restore",
-		                             "--incoming" };
+	static const char *const later[] = { "--net",   "--console",    "--balloon", "--vsock",
+		                             "--api-socket", "--restore", "--incoming" };
 	char eqform[64];
 
 	(void)state;
@@ -281,6 +284,55 @@ static void test_later_milestone_options(void **state)
 		snprintf(eqform, sizeof(eqform), "%s=path=/x", later[i]);
 		expect_error("not supported", "--kernel", "k", eqform, NULL);
 	}
+}
+
+static void test_disks(void **state)
+{
+	struct vm_config cfg;
+	char *argv[2 + 2 * (CONFIG_MAX_DISKS + 1) + 1];
+	char paths[CONFIG_MAX_DISKS + 1][24];
+	int argc = 0;
+
+	(void)state;
+	/* repeatable, in order, both forms; the value is kept for the block layer */
+	assert_int_equal(parse(&cfg, "--kernel", "k", "--disk", "path=root.img",
+	                       "--disk=path=data.qcow2,readonly=on,serial=D1", NULL),
+	                 0);
+	assert_int_equal(cfg.nr_disks, 2);
+	assert_string_equal(cfg.disks[0], "path=root.img");
+	assert_string_equal(cfg.disks[1], "path=data.qcow2,readonly=on,serial=D1");
+
+	/* CONFIG_MAX_DISKS accepted, one more refused */
+	argv[argc++] = "run";
+	argv[argc++] = "--kernel=k";
+	for (int i = 0; i <= CONFIG_MAX_DISKS; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "path=d%d", i);
+		argv[argc++] = "--disk";
+		argv[argc++] = paths[i];
+	}
+	argv[argc] = NULL;
+	assert_int_equal(config_parse_run(&cfg, argc - 2, argv, err, sizeof(err)), 0);
+	assert_int_equal(cfg.nr_disks, CONFIG_MAX_DISKS);
+	assert_string_equal(cfg.disks[CONFIG_MAX_DISKS - 1], paths[CONFIG_MAX_DISKS - 1]);
+	memset(err, 0, sizeof(err));
+	assert_int_equal(config_parse_run(&cfg, argc, argv, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "--disk"));
+	assert_null(strchr(err, '\n'));
+}
+
+static void test_rng(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(parse(&cfg, "--kernel", "k", "--rng", NULL), 0);
+	assert_true(cfg.rng);
+	assert_null(cfg.rng_opts);
+	assert_int_equal(parse(&cfg, "--rng=bps=4096", "--kernel", "k", NULL), 0);
+	assert_true(cfg.rng);
+	assert_string_equal(cfg.rng_opts, "bps=4096");
+	/* a flag: the next argument is not its value */
+	expect_error("unexpected argument 'bps=1'", "--kernel", "k", "--rng", "bps=1", NULL);
 }
 
 static void test_error_buffer_small(void **state)
@@ -313,6 +365,8 @@ int main(void)
 		cmocka_unit_test(test_missing_value),
 		cmocka_unit_test(test_unknown_and_positional),
 		cmocka_unit_test(test_later_milestone_options),
+		cmocka_unit_test(test_disks),
+		cmocka_unit_test(test_rng),
 		cmocka_unit_test(test_error_buffer_small),
 	};
 

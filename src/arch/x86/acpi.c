@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/x86/aml.h"
 #include "arch/x86/layout.h"
 #include "devices/acpi_pm.h"
+#include "pci/pci.h"
 
 #define OEM_ID "CVISOR"
 #define OEM_TABLE "CVISORVM"
@@ -87,11 +89,68 @@ static void gas_io(uint8_t *p, uint8_t bits, uint8_t access, uint64_t port)
 	put64(p + 4, port);
 }
 
-static const uint8_t dsdt_aml[] = {
+static const uint8_t s5_aml[] = {
 	/* Name (_S5, Package (4) { 5, 5, 0, 0 }) */
 	0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, ACPI_S5_TYPE, 0x0a, ACPI_S5_TYPE, 0x00,
 	0x00,
 };
+
+static void aml_name_int(struct aml *a, const char *name, uint64_t v)
+{
+	aml_bytes(a, "\x08", 1); /* NameOp */
+	aml_name(a, name);
+	aml_int(a, v);
+}
+
+/* Scope (\_SB) { Device (PCI0) { _HID PNP0A08, _CID PNP0A03, _SEG/_BBN/_UID 0, _CRS } } */
+static void dsdt_pci(struct aml *a, const struct acpi_config *cfg)
+{
+	static const uint8_t scope_op = 0x10, device_op[2] = { 0x5b, 0x82 }, buffer_op = 0x11;
+	size_t scope = aml_open(a, &scope_op, 1);
+	aml_name(a, "\\_SB_");
+	size_t dev = aml_open(a, device_op, 2);
+	aml_name(a, "PCI0");
+	aml_name_int(a, "_HID", aml_eisaid("PNP0A08"));
+	aml_name_int(a, "_CID", aml_eisaid("PNP0A03"));
+	aml_name_int(a, "_SEG", 0);
+	aml_name_int(a, "_BBN", 0);
+	aml_name_int(a, "_UID", 0);
+	aml_bytes(a, "\x08", 1);
+	aml_name(a, "_CRS");
+	struct aml res = { 0 };
+	aml_res_word_bus(&res, 0, 0);
+	aml_res_io(&res, PCI_CFG_ADDR_PORT, 8);
+	aml_res_word_io(&res, 0x0000, 0x0cf7);
+	aml_res_word_io(&res, 0x0d00, 0xffff);
+	aml_res_dword_mem(&res, (uint32_t)PCI_MMIO32_BASE,
+	                  (uint32_t)(PCI_MMIO32_BASE + PCI_MMIO32_SIZE - 1), 0);
+	aml_res_qword_mem(&res, cfg->mmio64_base, cfg->mmio64_base + cfg->mmio64_size - 1, 1);
+	aml_res_end(&res);
+	size_t buf = aml_open(a, &buffer_op, 1);
+	aml_int(a, res.len);
+	aml_bytes(a, res.data, res.len);
+	aml_close(a, buf);
+	if (res.err)
+		a->err = res.err;
+	aml_free(&res);
+	aml_close(a, dev);
+	aml_close(a, scope);
+}
+
+static int build_mcfg(struct builder *b, uint64_t *gpa)
+{
+	enum { LEN = 36 + 8 + 16 };
+	uint8_t *t = b_alloc(b, LEN, 8, gpa);
+	if (!t)
+		return -ENOSPC;
+	sdt_header(t, "MCFG", LEN, 1);
+	put64(t + 44, PCI_ECAM_BASE);
+	put16(t + 52, 0); /* segment */
+	t[54] = 0;        /* first bus */
+	t[55] = 0;        /* last bus */
+	sdt_finish(t, LEN);
+	return 0;
+}
 
 static int build_fadt(struct builder *b, uint64_t dsdt, uint64_t facs, uint64_t *gpa)
 {
@@ -100,7 +159,7 @@ static int build_fadt(struct builder *b, uint64_t dsdt, uint64_t facs, uint64_t 
 	if (!t)
 		return -ENOSPC;
 	sdt_header(t, "FACP", LEN, 6);
-	put32(t + 36, (uint32_t)facs);
+	/* FIRMWARE_CTRL stays 0: X_FIRMWARE_CTRL names the FACS (the spec allows one) */
 	put32(t + 40, (uint32_t)dsdt);
 	put16(t + 46, ACPI_PM_SCI_GSI);
 	put32(t + 56, ACPI_PM1_EVT);
@@ -168,7 +227,8 @@ static int build_madt(struct builder *b, unsigned nr_cpus, uint64_t *gpa)
 int acpi_build(const struct guest_mem *m, const struct acpi_config *cfg, uint64_t *rsdp_out)
 {
 	struct builder *b = calloc(1, sizeof(*b));
-	uint64_t rsdp = 0, xsdt = 0, fadt = 0, facs = 0, dsdt = 0, madt = 0;
+	uint64_t rsdp = 0, xsdt = 0, fadt = 0, facs = 0, dsdt = 0, madt = 0, mcfg = 0;
+	struct aml aml = { 0 };
 	uint8_t *t;
 	int rc = -ENOSPC;
 
@@ -188,20 +248,32 @@ int acpi_build(const struct guest_mem *m, const struct acpi_config *cfg, uint64_
 	memcpy(t, "FACS", 4);
 	put32(t + 4, 64);
 	t[32] = 2;
-	if (!(t = b_alloc(b, 36 + sizeof(dsdt_aml), 8, &dsdt)))
+	aml_bytes(&aml, s5_aml, sizeof(s5_aml));
+	if (cfg->pci)
+		dsdt_pci(&aml, cfg);
+	if (aml.err) {
+		rc = aml.err;
 		goto out;
-	sdt_header(t, "DSDT", 36 + sizeof(dsdt_aml), 2);
-	memcpy(t + 36, dsdt_aml, sizeof(dsdt_aml));
-	sdt_finish(t, 36 + sizeof(dsdt_aml));
-	if ((rc = build_fadt(b, dsdt, facs, &fadt)) || (rc = build_madt(b, cfg->nr_cpus, &madt)))
+	}
+	uint32_t dlen = (uint32_t)(36 + aml.len);
+	if (!(t = b_alloc(b, dlen, 8, &dsdt)))
+		goto out;
+	sdt_header(t, "DSDT", dlen, 2);
+	memcpy(t + 36, aml.data, aml.len);
+	sdt_finish(t, dlen);
+	if ((rc = build_fadt(b, dsdt, facs, &fadt)) || (rc = build_madt(b, cfg->nr_cpus, &madt)) ||
+	    (cfg->pci && (rc = build_mcfg(b, &mcfg))))
 		goto out;
 	rc = -ENOSPC;
-	if (!(t = b_alloc(b, 36 + 2 * 8, 8, &xsdt)))
+	unsigned nt = cfg->pci ? 3 : 2;
+	if (!(t = b_alloc(b, 36 + nt * 8, 8, &xsdt)))
 		goto out;
-	sdt_header(t, "XSDT", 36 + 2 * 8, 1);
+	sdt_header(t, "XSDT", 36 + nt * 8, 1);
 	put64(t + 36, fadt);
 	put64(t + 44, madt);
-	sdt_finish(t, 36 + 2 * 8);
+	if (cfg->pci)
+		put64(t + 52, mcfg);
+	sdt_finish(t, 36 + nt * 8);
 
 	memcpy(r, "RSD PTR ", 8);
 	memcpy(r + 9, OEM_ID, 6);
@@ -215,6 +287,7 @@ int acpi_build(const struct guest_mem *m, const struct acpi_config *cfg, uint64_
 	if (!rc)
 		*rsdp_out = rsdp;
 out:
+	aml_free(&aml);
 	free(b);
 	return rc;
 }

@@ -2,6 +2,7 @@
 #ifndef CVISOR_ARCH_X86_ACPI_H
 #define CVISOR_ARCH_X86_ACPI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,9 @@
 
 struct acpi_config {
 	unsigned nr_cpus;
+	bool pci;             /* describe PCI bus 0 (DSDT PCI0 + MCFG) */
+	uint64_t mmio64_base; /* the PCI 64-bit BAR window */
+	uint64_t mmio64_size;
 };
 
 /* Build the tables into the guest's ACPI area (LAYOUT_ACPI). Returns 0 and

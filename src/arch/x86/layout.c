@@ -1,6 +1,8 @@
 /* Memory map policy and e820. */
 #include "arch/x86/layout.h"
 
+#include "pci/pci.h"
+
 uint64_t layout_low_limit(uint64_t mem_size)
 {
 	return mem_size <= 0xb0000000ULL ? 0xb0000000ULL : 0x80000000ULL;
@@ -17,6 +19,7 @@ int layout_e820(const struct guest_mem *m, struct e820_entry *e, int max)
 	map[n++] = (struct e820_entry){ LAYOUT_ACPI, LAYOUT_HIMEM - LAYOUT_ACPI, E820_RESERVED };
 	if (low > LAYOUT_HIMEM)
 		map[n++] = (struct e820_entry){ LAYOUT_HIMEM, low - LAYOUT_HIMEM, E820_RAM };
+	map[n++] = (struct e820_entry){ PCI_ECAM_BASE, PCI_ECAM_SIZE, E820_RESERVED };
 	for (int i = 1; i < m->nr_regions; i++)
 		map[n++] = (struct e820_entry){ m->regions[i].gpa, m->regions[i].len, E820_RAM };
 	if (n > max)
@@ -24,4 +27,12 @@ int layout_e820(const struct guest_mem *m, struct e820_entry *e, int max)
 	for (int i = 0; i < n; i++)
 		e[i] = map[i];
 	return n;
+}
+
+uint64_t layout_mmio64_base(const struct guest_mem *m)
+{
+	uint64_t end = LAYOUT_4G;
+	for (int i = 1; i < m->nr_regions; i++)
+		end = m->regions[i].gpa + m->regions[i].len;
+	return (end + (1ULL << 30) - 1) & ~((1ULL << 30) - 1);
 }

@@ -49,6 +49,8 @@ struct e820_entry {
 /* RAM below 4 GiB for a guest of mem_size bytes: all of it up to 2.75 GiB,
  * else 2 GiB, leaving the 32-bit MMIO window above (as QEMU's q35 does). */
 uint64_t layout_low_limit(uint64_t mem_size);
+/* Start of the 64-bit PCI window: above all RAM, 1 GiB aligned. */
+uint64_t layout_mmio64_base(const struct guest_mem *m);
 /* Fill the e820 map for the guest memory; returns the number of entries. */
 int layout_e820(const struct guest_mem *m, struct e820_entry *e, int max);
 

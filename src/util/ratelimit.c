@@ -1,0 +1,56 @@
+/* Token bucket refilled lazily from the monotonic clock. */
+#include "util/ratelimit.h"
+
+#include <time.h>
+
+uint64_t ratelimit_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void ratelimit_init(struct ratelimit *r, uint64_t rate, uint64_t burst)
+{
+	r->rate = rate;
+	r->burst = burst ? burst : rate;
+	r->tokens = r->burst;
+	r->last_ns = ratelimit_now_ns();
+	r->throttled = 0;
+}
+
+static void refill(struct ratelimit *r)
+{
+	uint64_t now = ratelimit_now_ns(), dt = now - r->last_ns;
+	/* tokens = rate * dt / 1e9 without overflow for any sane rate and interval */
+	uint64_t add = dt >= 1000000000ULL ? r->burst
+	                                   : (uint64_t)((__uint128_t)r->rate * dt / 1000000000ULL);
+	if (add == 0)
+		return;
+	r->tokens = r->tokens + add > r->burst ? r->burst : r->tokens + add;
+	r->last_ns = now;
+}
+
+uint64_t ratelimit_take(struct ratelimit *r, uint64_t want)
+{
+	if (!r->rate)
+		return want;
+	refill(r);
+	uint64_t got = want < r->tokens ? want : r->tokens;
+	r->tokens -= got;
+	if (got < want)
+		r->throttled++;
+	return got;
+}
+
+uint64_t ratelimit_wait_ns(struct ratelimit *r, uint64_t n)
+{
+	if (!r->rate)
+		return 0;
+	refill(r);
+	if (n > r->burst)
+		n = r->burst;
+	if (r->tokens >= n)
+		return 0;
+	return (uint64_t)((__uint128_t)(n - r->tokens) * 1000000000ULL / r->rate) + 1;
+}
