@@ -14,13 +14,14 @@ void config_usage(void *stream)
 	      "                  [--cpus N] [--memory SIZE] [--name NAME]\n"
 	      "                  [--serial stdio|file=PATH|socket=PATH|none]\n"
 	      "                  [--disk path=P[,readonly=on][,serial=S]]... [--rng[=bps=N]]\n"
+	      "                  [--net tap=NAME[,mac=MAC]]... [--console virtio]\n"
+	      "                  [--balloon[=target=SIZE]] [--vsock cid=N]\n"
 	      "                  [--on-reboot restart|exit] [--verbose]\n",
 	      (FILE *)stream);
 }
 
 /* Options of later milestones: known names, refused with a clear message. */
-static const char *const later_opts[] = { "--net", "--console", "--balloon", "--vsock",
-	                                  "--api-socket", "--restore", "--incoming", NULL };
+static const char *const later_opts[] = { "--api-socket", "--restore", "--incoming", NULL };
 
 static int parse_serial(struct vm_config *cfg, const char *v, char *err, size_t errlen)
 {
@@ -72,6 +73,11 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 			cfg->rng_opts = val;
 			continue;
 		}
+		if (!strcmp(opt, "--balloon")) { /* a flag; options only as --balloon=... */
+			cfg->balloon = true;
+			cfg->balloon_opts = val;
+			continue;
+		}
 		if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
 			snprintf(err, errlen, "help");
 			return -EINVAL;
@@ -89,7 +95,7 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 		}
 		static const char *const known[] = { "--kernel", "--initrd", "--cmdline", "--name",
 			                             "--cpus", "--memory", "--serial", "--on-reboot",
-			                             "--disk", NULL };
+			                             "--disk", "--net", "--console", "--vsock", NULL };
 		int k = 0;
 		while (known[k] && strcmp(opt, known[k]))
 			k++;
@@ -111,6 +117,20 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 				return -EINVAL;
 			}
 			cfg->disks[cfg->nr_disks++] = val;
+		} else if (!strcmp(opt, "--net")) {
+			if (cfg->nr_nets == CONFIG_MAX_NETS) {
+				snprintf(err, errlen, "--net: at most %d network cards", CONFIG_MAX_NETS);
+				return -EINVAL;
+			}
+			cfg->nets[cfg->nr_nets++] = val;
+		} else if (!strcmp(opt, "--console")) {
+			if (strcmp(val, "virtio")) {
+				snprintf(err, errlen, "--console: '%s' is not virtio", val);
+				return -EINVAL;
+			}
+			cfg->console_virtio = true;
+		} else if (!strcmp(opt, "--vsock")) {
+			cfg->vsock_opts = val;
 		} else if (!strcmp(opt, "--kernel")) {
 			cfg->kernel = val;
 		} else if (!strcmp(opt, "--initrd")) {

@@ -14,6 +14,7 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
 
 #define CONFIG_MAX_DISKS 16
+#define CONFIG_MAX_NETS 8
 
 struct vm_config {
 	const char *kernel;
@@ -30,6 +31,12 @@ struct vm_config {
 	unsigned nr_disks;
 	bool rng;
 	const char *rng_opts; /* "bps=N" or NULL */
+	const char *nets[CONFIG_MAX_NETS]; /* --net option strings, parsed by virtio-net */
+	unsigned nr_nets;
+	bool console_virtio; /* --console virtio: hvc0 on the serial backend */
+	bool balloon;
+	const char *balloon_opts; /* --balloon=OPTS or NULL */
+	const char *vsock_opts;   /* --vsock OPTS or NULL (no vsock) */
 };
 
 /* Fill cfg from argv of `cvisor run` (argv[0] is "run"). On bad usage returns

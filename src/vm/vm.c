@@ -329,6 +329,31 @@ static int vm_add_pci_devices(struct vm *vm, char *err, size_t errlen)
 		if ((rc = vm_add_virtio(vm, &virtio_rng_ops, vm->rng, err, errlen)))
 			return rc;
 	}
+	/* devices: disks */
+	if (vm->cfg->nr_disks) {
+		snprintf(err, errlen, "--disk is not available in this build yet");
+		return -ENOTSUP;
+	}
+	/* devices: network cards */
+	if (vm->cfg->nr_nets) {
+		snprintf(err, errlen, "--net is not available in this build yet");
+		return -ENOTSUP;
+	}
+	/* devices: virtio console */
+	if (vm->cfg->console_virtio) {
+		snprintf(err, errlen, "--console virtio is not available in this build yet");
+		return -ENOTSUP;
+	}
+	/* devices: balloon */
+	if (vm->cfg->balloon) {
+		snprintf(err, errlen, "--balloon is not available in this build yet");
+		return -ENOTSUP;
+	}
+	/* devices: vsock */
+	if (vm->cfg->vsock_opts) {
+		snprintf(err, errlen, "--vsock is not available in this build yet");
+		return -ENOTSUP;
+	}
 	return 0;
 }
 
