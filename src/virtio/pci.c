@@ -280,6 +280,31 @@ static void vp_irq_config(struct virtio_dev *vd)
 	msix_notify(&vp->msix, vp->msix_config);
 }
 
+static void vp_notify_ev(void *opaque, uint32_t events);
+
+static int vp_queue_kick_fd(struct virtio_dev *vd, uint16_t q, bool take)
+{
+	struct virtio_pci *vp = vd->transport;
+
+	if (q >= vd->ops->num_queues)
+		return -1;
+	if (take && !vp->kick_taken[q]) {
+		evloop_del(vd->loop, vp->notify_fd[q]);
+		vp->kick_taken[q] = true;
+	} else if (!take && vp->kick_taken[q]) {
+		evloop_add(vd->loop, vp->notify_fd[q], EPOLLIN, vp_notify_ev, vp);
+		vp->kick_taken[q] = false;
+	}
+	return vp->notify_fd[q];
+}
+
+static int vp_queue_call_fd(struct virtio_dev *vd, uint16_t q)
+{
+	struct virtio_pci *vp = vd->transport;
+	uint16_t v = q < vd->ops->num_queues ? vp->queue_vector[q] : MSIX_NO_VECTOR;
+	return v < vp->msix.nvec ? vp->msix.fd[v] : -1;
+}
+
 static void vp_notify_ev(void *opaque, uint32_t events)
 {
 	struct virtio_pci *vp = opaque;
@@ -289,7 +314,7 @@ static void vp_notify_ev(void *opaque, uint32_t events)
 	/* which queue: find the fd that is readable; a handful of queues at most */
 	for (uint16_t q = 0; q < vd->ops->num_queues; q++) {
 		uint64_t v;
-		if (read(vp->notify_fd[q], &v, sizeof(v)) != sizeof(v))
+		if (vp->kick_taken[q] || read(vp->notify_fd[q], &v, sizeof(v)) != sizeof(v))
 			continue;
 		pthread_mutex_lock(&vd->lock);
 		if ((vd->status & VIRTIO_STATUS_DRIVER_OK) &&
@@ -365,6 +390,8 @@ int virtio_pci_create(struct pci_bus *pb, struct kvm_vm *k, struct evloop *loop,
 	vd->transport = vp;
 	vd->irq_queue = vp_irq_queue;
 	vd->irq_config = vp_irq_config;
+	vd->queue_kick_fd = vp_queue_kick_fd;
+	vd->queue_call_fd = vp_queue_call_fd;
 	pthread_mutex_init(&vd->lock, NULL);
 	vd->host_features = (ops->features ? ops->features(priv) : 0) | 1ULL << VIRTIO_F_VERSION_1;
 	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++)
@@ -419,7 +446,7 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 		vp_bar_mapped(&vp->pdev, 0, vp->bar_addr, false);
 	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		if (vp->notify_fd[q] >= 0) {
-			if (vd->loop)
+			if (vd->loop && !vp->kick_taken[q])
 				evloop_del(vd->loop, vp->notify_fd[q]);
 			close(vp->notify_fd[q]);
 		}

@@ -20,6 +20,7 @@ struct virtio_pci {
 	uint16_t msix_config;
 	uint16_t queue_vector[VIRTIO_MAX_QUEUES];
 	int notify_fd[VIRTIO_MAX_QUEUES];
+	bool kick_taken[VIRTIO_MAX_QUEUES]; /* a vhost device reads this queue's kicks */
 	bool ioeventfd_on;
 	uint64_t bar_addr;
 	uint8_t isr;

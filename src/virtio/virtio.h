@@ -77,6 +77,12 @@ struct virtio_dev {
 	/* set by the transport */
 	void (*irq_queue)(struct virtio_dev *vdev, uint16_t q); /* raise the queue's interrupt */
 	void (*irq_config)(struct virtio_dev *vdev);           /* raise the config interrupt */
+	/* For devices whose queues the kernel serves (vhost): the eventfd the
+	 * guest's kicks of queue q arrive on, taken out of the event loop
+	 * (take=true) or given back (false); and the eventfd that interrupts the
+	 * guest for queue q (its MSI-X vector's irqfd), or -1 when it has none. */
+	int (*queue_kick_fd)(struct virtio_dev *vdev, uint16_t q, bool take);
+	int (*queue_call_fd)(struct virtio_dev *vdev, uint16_t q);
 	void *transport;
 };
 

@@ -63,6 +63,8 @@ int virtq_start(struct virtq *q)
 {
 	size_t n = q->size;
 
+	q->ready = false; /* only a queue whose rings resolved is ever ready */
+
 	if (n == 0 || n > VIRTQ_MAX_SIZE || (n & (n - 1)))
 		return virtq_break(q, "queue size is not a power of two up to 32768");
 	if ((q->desc_gpa & 15) || (q->avail_gpa & 1) || (q->used_gpa & 3))
@@ -90,12 +92,9 @@ void virtq_reset(struct virtq *q)
 static struct vdesc read_desc(const uint8_t *table, uint32_t i)
 {
 	struct vdesc d;
-	const uint8_t *p = table + 16 * (size_t)i;
-	/* one copy: the guest may change the descriptor while we look at it */
-	d.addr = __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
-	d.len = __atomic_load_n((const uint32_t *)(p + 8), __ATOMIC_RELAXED);
-	d.flags = ld16(p + 12);
-	d.next = ld16(p + 14);
+	/* one copy, checked afterwards: the guest may change the descriptor while we
+	 * look at it. memcpy, because an indirect table need not be aligned. */
+	memcpy(&d, table + 16 * (size_t)i, sizeof(d));
 	return d;
 }
 

@@ -24,7 +24,8 @@
 #define VIRTQ_USED_F_NO_NOTIFY 1
 
 struct virtq {
-	/* set by the transport from the driver's configuration */
+	/* set by the transport from the driver's configuration (ready is set
+	 * only by virtq_start, once the rings resolved) */
 	uint16_t size;
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	bool ready;

@@ -35,6 +35,7 @@
 #include "pci/pci.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 #include "util/log.h"
 #include "vm/bus.h"
 #include "vm/evloop.h"
@@ -72,6 +73,7 @@ struct vm {
 	struct virtio_pci *vdevs[PCI_MAX_DEVS];
 	unsigned nr_vdevs;
 	struct virtio_rng *rng;
+	struct virtio_vsock *vsock;
 	struct vcpu *vcpus;
 	struct file_map kernel, initrd;
 	int event_fd; /* vCPU threads -> main loop: an exit was requested */
@@ -351,8 +353,11 @@ static int vm_add_pci_devices(struct vm *vm, char *err, size_t errlen)
 	}
 	/* devices: vsock */
 	if (vm->cfg->vsock_opts) {
-		snprintf(err, errlen, "--vsock is not available in this build yet");
-		return -ENOTSUP;
+		uint64_t cid;
+		if ((rc = virtio_vsock_parse(vm->cfg->vsock_opts, &cid, err, errlen)) ||
+		    (rc = virtio_vsock_create(cid, &vm->mem, &vm->vsock, err, errlen)) ||
+		    (rc = vm_add_virtio(vm, &virtio_vsock_ops, vm->vsock, err, errlen)))
+			return rc;
 	}
 	return 0;
 }
@@ -462,6 +467,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vdevs; i++)
 		virtio_pci_destroy(vm->vdevs[i]);
 	virtio_rng_destroy(vm->rng);
+	virtio_vsock_destroy(vm->vsock);
 	if (vm->pci_up)
 		pci_bus_destroy(&vm->pci);
 	uart_destroy(vm->uart);

@@ -14,6 +14,16 @@ MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
   virtio_blk failover net_failover virtio_net virtio_console virtio-rng virtio_balloon
   vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport button evdev"
 
+# Test tools (tests/tools/*.c): static binaries for the guest and for L1.
+mkdir -p "$RIG/tools"
+for src in "$ROOT"/tests/tools/*.c; do
+	[ -f "$src" ] || continue
+	bin=$RIG/tools/$(basename "$src" .c)
+	if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ]; then
+		gcc -static -O2 -Wall -Wextra -Werror -o "$bin" "$src"
+	fi
+done
+
 stage=$(mktemp -d "$RIG/l2-root.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cd "$stage"
@@ -25,6 +35,7 @@ done
 for m in $MODULES; do
 	[ -f "$RIG/kernel/modules/$m.ko" ] && cp "$RIG/kernel/modules/$m.ko" lib/modules/
 done
+for t in "$RIG"/tools/*; do [ -x "$t" ] && cp "$t" bin/; done
 cp "$ROOT/tests/guest/init" init
 chmod 755 init
 cat >etc/acpi/PWRF/00000080 <<'EOS'

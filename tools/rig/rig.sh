@@ -153,6 +153,7 @@ done
 cp "$ROOT/tools/rig/l1-init" "$stage/init"
 [ -x "$cvisor" ] && add_elf "$cvisor" /rig/bin/cvisor
 [ -x "$ROOT/build/cvisord" ] && add_elf "$ROOT/build/cvisord" /rig/bin/cvisord
+for t in "$RIG"/tools/*; do [ -x "$t" ] && cp "$t" "$stage/rig/bin/"; done
 cp "$ROOT/tests/rig/lib.sh" "$stage/rig/tests/lib.sh"
 names= total=0
 for t in $tests; do
@@ -187,7 +188,8 @@ if [ $with_qemu = 1 ]; then
 	for lib in $(ldd "$qbin" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'); do
 		cp -L "$lib" "$q/lib/"
 	done
-	for f in /usr/share/qemu/*.bin /usr/share/qemu/*.rom; do
+	for f in /usr/share/qemu/*.bin /usr/share/qemu/*.rom /usr/share/seabios/*.bin \
+		/usr/lib/ipxe/qemu/*.rom; do
 		cp -L "$f" "$q/share/" 2>/dev/null || true
 	done
 	cat >"$stage/rig/bin/qemu-system-x86_64" <<'EOF'
@@ -232,6 +234,7 @@ fi
 log=$RIG/logs/run-$stamp.log
 limit=$((total + 120))
 echo "rig: nested rig, $(echo $names | wc -w) test(s), limit ${limit}s, console: ${log#$ROOT/}"
+: >"$log"
 t0=$(date +%s)
 qemu_l0 timeout -k 10 "$limit" </dev/null >"$log" 2>&1 &
 qpid=$!
