@@ -16,6 +16,11 @@ static void log_v(int level, const char *tag, const char *fmt, va_list ap)
 	if (level > log_level)
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
+	/* one message, one line: control characters from user input become '?' */
+	for (char *c = line; *c; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	}
 	fprintf(stderr, "cvisor: %s%s%s", tag, line, term_is_raw() ? "\r\n" : "\n");
 }
 

@@ -65,6 +65,10 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 			val = eq + 1;
 		}
 		if (!strcmp(opt, "--verbose") || !strcmp(opt, "-v")) {
+			if (val) {
+				snprintf(err, errlen, "--verbose takes no value");
+				return -EINVAL;
+			}
 			cfg->verbose++;
 			continue;
 		}

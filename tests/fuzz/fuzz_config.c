@@ -90,6 +90,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				__builtin_trap();
 		if (cfg.rng_opts && (!cfg.rng || !inside(cfg.rng_opts, buf, size)))
 			__builtin_trap();
+		if (cfg.nr_nets > CONFIG_MAX_NETS)
+			__builtin_trap();
+		for (unsigned i = 0; i < cfg.nr_nets; i++)
+			if (!cfg.nets[i] || !inside(cfg.nets[i], buf, size))
+				__builtin_trap();
+		if (cfg.balloon_opts && (!cfg.balloon || !inside(cfg.balloon_opts, buf, size)))
+			__builtin_trap();
+		if (cfg.vsock_opts && !inside(cfg.vsock_opts, buf, size))
+			__builtin_trap();
 	}
 	free(buf);
 	return 0;

@@ -79,6 +79,11 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.nr_disks, 0);
 	assert_false(cfg.rng);
 	assert_null(cfg.rng_opts);
+	assert_int_equal(cfg.nr_nets, 0);
+	assert_false(cfg.console_virtio);
+	assert_false(cfg.balloon);
+	assert_null(cfg.balloon_opts);
+	assert_null(cfg.vsock_opts);
 }
 
 static void test_every_option(void **state)
@@ -243,7 +248,7 @@ static void test_missing_value(void **state)
 {
 	static const char *const opts[] = { "--kernel", "--initrd", "--cmdline",   "--name",
 		                            "--cpus",   "--memory", "--serial",    "--on-reboot",
-		                            "--disk" };
+		                            "--disk",   "--net",    "--console",   "--vsock" };
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
@@ -273,8 +278,7 @@ static void test_unknown_and_positional(void **state)
 
 static void test_later_milestone_options(void **state)
 {
-	static const char *const later[] = { "--net",   "--console",    "--balloon", "--vsock",
-		                             "--api-socket", "--restore", "--incoming" };
+	static const char *const later[] = { "--api-socket", "--restore", "--incoming" };
 	char eqform[64];
 
 	(void)state;
@@ -335,6 +339,48 @@ static void test_rng(void **state)
 	expect_error("unexpected argument 'bps=1'", "--kernel", "k", "--rng", "bps=1", NULL);
 }
 
+static void test_device_options(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(parse(&cfg, "--kernel", "k", "--net", "tap=tap0",
+	                       "--net=tap=tap1,mac=02:00:00:00:00:01", "--console", "virtio",
+	                       "--balloon=target=256M", "--vsock", "cid=3", NULL),
+	                 0);
+	assert_int_equal(cfg.nr_nets, 2);
+	assert_string_equal(cfg.nets[0], "tap=tap0");
+	assert_string_equal(cfg.nets[1], "tap=tap1,mac=02:00:00:00:00:01");
+	assert_true(cfg.console_virtio);
+	assert_true(cfg.balloon);
+	assert_string_equal(cfg.balloon_opts, "target=256M");
+	assert_string_equal(cfg.vsock_opts, "cid=3");
+
+	/* --balloon is a flag like --rng */
+	assert_int_equal(parse(&cfg, "--kernel", "k", "--balloon", NULL), 0);
+	assert_true(cfg.balloon);
+	assert_null(cfg.balloon_opts);
+
+	expect_error("--console", "--kernel", "k", "--console", "serial", NULL);
+	expect_error("--console", "--kernel", "k", "--console=", NULL);
+
+	/* CONFIG_MAX_NETS accepted, one more refused */
+	char *argv[2 + 2 * (CONFIG_MAX_NETS + 1) + 1];
+	int argc = 0;
+	argv[argc++] = "run";
+	argv[argc++] = "--kernel=k";
+	for (int i = 0; i <= CONFIG_MAX_NETS; i++) {
+		argv[argc++] = "--net";
+		argv[argc++] = "tap=t";
+	}
+	argv[argc] = NULL;
+	assert_int_equal(config_parse_run(&cfg, argc - 2, argv, err, sizeof(err)), 0);
+	assert_int_equal(cfg.nr_nets, CONFIG_MAX_NETS);
+	memset(err, 0, sizeof(err));
+	assert_int_equal(config_parse_run(&cfg, argc, argv, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "--net"));
+}
+
 static void test_error_buffer_small(void **state)
 {
 	struct vm_config cfg;
@@ -367,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_later_milestone_options),
 		cmocka_unit_test(test_disks),
 		cmocka_unit_test(test_rng),
+		cmocka_unit_test(test_device_options),
 		cmocka_unit_test(test_error_buffer_small),
 	};
 
