@@ -30,3 +30,20 @@ expect_rc 0 "$log2"
 n=$(count_of "$log2" CVISOR-GUEST-INIT)
 [ "$n" = 1 ] || { show_console "$log2"; fail "the guest booted $n times, expected 1"; }
 check "one boot"
+
+log3=$TMPDIR/console3.log
+check "mode=reboot with reboot=k (keyboard-controller reset), --on-reboot exit: exit 0 after one boot"
+run_vm 200 "$log3" --kernel "$KERNEL" --initrd "$INITRD" --on-reboot exit \
+	--cmdline "console=ttyS0 reboot=k mode=reboot"
+expect_rc 0 "$log3"
+n=$(count_of "$log3" CVISOR-GUEST-INIT)
+[ "$n" = 1 ] || { show_console "$log3"; fail "the guest booted $n times, expected 1"; }
+check "one boot, reset through the i8042"
+
+log4=$TMPDIR/console4.log
+check "a triple fault (reboot=t) also resets the VM"
+run_vm 200 "$log4" --kernel "$KERNEL" --initrd "$INITRD" --on-reboot exit \
+	--cmdline "console=ttyS0 reboot=t mode=reboot"
+expect_rc 0 "$log4"
+grep -q "triple fault" "$log4" || { show_console "$log4"; fail "cvisor did not report the triple fault"; }
+check "triple fault reported and handled as a reset"
