@@ -542,6 +542,10 @@ static int aio_uring_init(struct aio *a)
 	struct io_uring_probe *probe;
 	int rc;
 
+	/* no IORING_SETUP_COOP_TASKRUN / DEFER_TASKRUN: aio_drain may run on
+	 * another thread (a vCPU resetting the device) while the submitting
+	 * thread waits for the device lock, and completions that need task
+	 * work on the submitter must still arrive */
 	rc = io_uring_queue_init(a->depth, &a->ring, 0);
 	if (rc < 0)
 		return rc;

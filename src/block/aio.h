@@ -5,8 +5,9 @@
  * aio_poll() or aio_drain(), never from inside aio_submit().
  *
  * The engine is not thread-safe: its user serializes every call (virtio-blk
- * holds the device lock). The user watches aio_fd() for EPOLLIN on its event
- * loop and calls aio_poll() when it is readable.
+ * holds the device lock), which may come from different threads. The user
+ * watches aio_fd() for EPOLLIN on its event loop and calls aio_poll() when it
+ * is readable.
  *
  * Semantics of the operations (struct blk_req in block/block.h):
  *  read          short reads are resubmitted; end of file reads as zeroes

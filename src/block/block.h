@@ -106,40 +106,46 @@ extern const struct blk_driver blk_raw_driver;
  * one line in err (-EBUSY: "disk P is in use by another process (locked)"). */
 int blk_file_open(const char *path, bool readonly, int *fd, char *err, size_t errlen);
 
-/* Thin wrappers over the disk's driver. */
+/* The disk's guest-visible size in bytes. */
 static inline uint64_t blk_size(struct blk_disk *d)
 {
 	return d->drv->size(d);
 }
 
+/* Read into iov from byte offset off; done(req, bytes or -errno) later. */
 static inline int blk_readv(struct blk_disk *d, struct blk_req *req, const struct iovec *iov,
                             int iovcnt, uint64_t off)
 {
 	return d->drv->readv(d, req, iov, iovcnt, off);
 }
 
+/* Write iov at byte offset off; done(req, bytes or -errno) later. */
 static inline int blk_writev(struct blk_disk *d, struct blk_req *req, const struct iovec *iov,
                              int iovcnt, uint64_t off)
 {
 	return d->drv->writev(d, req, iov, iovcnt, off);
 }
 
+/* Make completed writes durable; done(req, 0 or -errno) later. */
 static inline int blk_flush(struct blk_disk *d, struct blk_req *req)
 {
 	return d->drv->flush(d, req);
 }
 
+/* Discard [off, off + len); done(req, len or -errno) later. */
 static inline int blk_discard(struct blk_disk *d, struct blk_req *req, uint64_t off, uint64_t len)
 {
 	return d->drv->discard(d, req, off, len);
 }
 
+/* Zero [off, off + len), deallocating it if unmap; done(req, len or -errno) later. */
 static inline int blk_write_zeroes(struct blk_disk *d, struct blk_req *req, uint64_t off,
                                    uint64_t len, bool unmap)
 {
 	return d->drv->write_zeroes(d, req, off, len, unmap);
 }
 
+/* Close the disk (NULL is fine); nothing may be in flight. */
 static inline void blk_close(struct blk_disk *d)
 {
 	if (d)

@@ -52,7 +52,8 @@ int blk_file_open(const char *path, bool readonly, int *fdp, char *err, size_t e
 		rc = -errno;
 		if (rc == -EAGAIN || rc == -EACCES) {
 			rc = -EBUSY;
-			snprintf(err, errlen, "disk %s is in use by another process (locked)", path);
+			snprintf(err, errlen, "disk %s is in use by another process (locked)",
+			         path);
 		} else {
 			snprintf(err, errlen, "disk %s: cannot lock: %s", path, strerror(-rc));
 		}

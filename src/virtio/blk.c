@@ -526,7 +526,8 @@ static void vblk_process(struct virtio_blk *vb)
 			if (rc <= 0) {
 				vblk_req_put(req);
 				if (rc < 0)
-					vblk_stop(vb, q->broken_why ? q->broken_why : "broken virtqueue");
+					vblk_stop(vb, q->broken_why ? q->broken_why
+					                            : "broken virtqueue");
 				break;
 			}
 			vblk_handle(vb, req, &vb->elem);
@@ -807,7 +808,6 @@ static void vblk_save(void *priv, struct sbuf *out)
 static int vblk_load(void *priv, struct sbuf *in)
 {
 	struct virtio_blk *vb = priv;
-	uint8_t seen[VIRTIO_BLK_QUEUE_SIZE] = { 0 };
 	char serial[VIRTIO_BLK_ID_BYTES];
 	struct vblk_req *scratch;
 	uint32_t count;
@@ -833,9 +833,11 @@ static int vblk_load(void *priv, struct sbuf *in)
 		return -ENOMEM;
 	start = in->pos;
 	for (uint32_t i = 0; i < count; i++) {
+		/* the same head twice is possible: a driver may make a chain
+		 * available again while it is in flight, and we serve both */
 		if (vblk_load_req(vb, in, scratch, NULL) != VBLK_PENDING)
 			goto out;
-		if (scratch->head >= VIRTIO_BLK_QUEUE_SIZE || seen[scratch->head]++)
+		if (scratch->head >= VIRTIO_BLK_QUEUE_SIZE)
 			goto out;
 	}
 	if (in->err)
@@ -938,7 +940,8 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
 		goto out;
 	size = blk_size(vb->disk);
 	if (size % BLK_SECTOR_SIZE)
-		log_warn("disk %s: size is not a multiple of 512; the last %u bytes are not visible",
+		log_warn("disk %s: size is not a multiple of 512; "
+		         "the last %u bytes are not visible",
 		         o->path, (unsigned)(size % BLK_SECTOR_SIZE));
 	vb->capacity = size / BLK_SECTOR_SIZE;
 	vb->features = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE |
@@ -1066,7 +1069,8 @@ int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err,
 			;
 		if (i == 6) {
 			snprintf(err, errlen,
-			         "--disk: unknown key '%s' (path, format, readonly, serial, iops, bps)",
+			         "--disk: unknown key '%s' "
+			         "(path, format, readonly, serial, iops, bps)",
 			         key);
 			rc = -EINVAL;
 			goto out;
@@ -1092,8 +1096,8 @@ int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err,
 			} else if (!strcmp(val, "qcow2")) {
 				o->format = VIRTIO_BLK_FORMAT_QCOW2;
 			} else {
-				snprintf(err, errlen, "--disk: format must be raw or qcow2, not '%s'",
-				         val);
+				snprintf(err, errlen,
+				         "--disk: format must be raw or qcow2, not '%s'", val);
 				rc = -EINVAL;
 			}
 			break;
@@ -1101,7 +1105,8 @@ int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err,
 			if (!strcmp(val, "on") || !strcmp(val, "off")) {
 				o->readonly = !strcmp(val, "on");
 			} else {
-				snprintf(err, errlen, "--disk: readonly must be on or off, not '%s'", val);
+				snprintf(err, errlen,
+				         "--disk: readonly must be on or off, not '%s'", val);
 				rc = -EINVAL;
 			}
 			break;
@@ -1114,7 +1119,8 @@ int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err,
 			}
 			for (const char *c = val; *c; c++) {
 				if (*c < 0x20 || *c > 0x7e) {
-					snprintf(err, errlen, "--disk: serial must be printable ASCII");
+					snprintf(err, errlen,
+					         "--disk: serial must be printable ASCII");
 					rc = -EINVAL;
 					break;
 				}

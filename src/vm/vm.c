@@ -34,6 +34,10 @@
 #include "hv/kvm.h"
 #include "pci/pci.h"
 #include "virtio/pci.h"
+#include "virtio/balloon.h"
+#include "virtio/console.h"
+#include "virtio/net.h"
+#include "virtio/blk.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 #include "util/log.h"
@@ -73,7 +77,12 @@ struct vm {
 	struct virtio_pci *vdevs[PCI_MAX_DEVS];
 	unsigned nr_vdevs;
 	struct virtio_rng *rng;
+	struct virtio_net *nets[CONFIG_MAX_NETS]; /* --net, in option order */
+	unsigned nr_nets;
+	struct virtio_console *vcon; /* --console virtio */
+	struct virtio_balloon *balloon;
 	struct virtio_vsock *vsock;
+	struct virtio_blk *disks[CONFIG_MAX_DISKS];
 	struct vcpu *vcpus;
 	struct file_map kernel, initrd;
 	int event_fd; /* vCPU threads -> main loop: an exit was requested */
@@ -332,24 +341,55 @@ static int vm_add_pci_devices(struct vm *vm, char *err, size_t errlen)
 			return rc;
 	}
 	/* devices: disks */
-	if (vm->cfg->nr_disks) {
-		snprintf(err, errlen, "--disk is not available in this build yet");
-		return -ENOTSUP;
+	for (unsigned i = 0; i < vm->cfg->nr_disks; i++) {
+		struct virtio_blk_opts o;
+		if ((rc = virtio_blk_parse_opts(&o, vm->cfg->disks[i], err, errlen)) ||
+		    (rc = virtio_blk_create(&vm->disks[i], &o, vm->loop, err, errlen)) ||
+		    (rc = vm_add_virtio(vm, &virtio_blk_ops, vm->disks[i], err, errlen)))
+			return rc;
 	}
 	/* devices: network cards */
-	if (vm->cfg->nr_nets) {
-		snprintf(err, errlen, "--net is not available in this build yet");
-		return -ENOTSUP;
+	for (unsigned i = 0; i < vm->cfg->nr_nets; i++) {
+		struct virtio_net *net;
+		if ((rc = virtio_net_create(vm->cfg->nets[i], vm->cfg->name, i, &net, err, errlen)))
+			return rc;
+		vm->nets[vm->nr_nets++] = net;
+		if ((rc = vm_add_virtio(vm, &virtio_net_ops, net, err, errlen)))
+			return rc;
+		if ((rc = virtio_net_attach(net, &vm->vdevs[vm->nr_vdevs - 1]->vdev))) {
+			snprintf(err, errlen, "cannot add virtio-net: %s", strerror(-rc));
+			return rc;
+		}
 	}
 	/* devices: virtio console */
 	if (vm->cfg->console_virtio) {
-		snprintf(err, errlen, "--console virtio is not available in this build yet");
-		return -ENOTSUP;
+		struct virtio_console_setup cs = { .out = console_write, .out_opaque = vm->con,
+			                           .room = vm_room_cb, .room_opaque = vm };
+		if (vm->con->tty)
+			virtio_console_term_size(STDIN_FILENO, &cs.cols, &cs.rows);
+		vm->vcon = virtio_console_create(&cs);
+		if (!vm->vcon) {
+			snprintf(err, errlen, "cannot create virtio-console");
+			return -ENOMEM;
+		}
+		if ((rc = vm_add_virtio(vm, &virtio_console_ops, vm->vcon, err, errlen)))
+			return rc;
+		virtio_console_attach(vm->vcon, &vm->vdevs[vm->nr_vdevs - 1]->vdev);
 	}
 	/* devices: balloon */
 	if (vm->cfg->balloon) {
-		snprintf(err, errlen, "--balloon is not available in this build yet");
-		return -ENOTSUP;
+		struct virtio_balloon_opts bo;
+		if ((rc = virtio_balloon_parse(vm->cfg->balloon_opts, vm->cfg->mem_size, &bo, err,
+		                               errlen)))
+			return rc;
+		vm->balloon = virtio_balloon_create(&bo);
+		if (!vm->balloon) {
+			snprintf(err, errlen, "cannot create virtio-balloon");
+			return -ENOMEM;
+		}
+		if ((rc = vm_add_virtio(vm, &virtio_balloon_ops, vm->balloon, err, errlen)))
+			return rc;
+		virtio_balloon_attach(vm->balloon, &vm->vdevs[vm->nr_vdevs - 1]->vdev);
 	}
 	/* devices: vsock */
 	if (vm->cfg->vsock_opts) {
@@ -467,7 +507,13 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vdevs; i++)
 		virtio_pci_destroy(vm->vdevs[i]);
 	virtio_rng_destroy(vm->rng);
+	for (unsigned i = 0; i < vm->nr_nets; i++)
+		virtio_net_destroy(vm->nets[i]);
+	virtio_console_destroy(vm->vcon);
+	virtio_balloon_destroy(vm->balloon);
 	virtio_vsock_destroy(vm->vsock);
+	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++)
+		virtio_blk_destroy(vm->disks[i]);
 	if (vm->pci_up)
 		pci_bus_destroy(&vm->pci);
 	uart_destroy(vm->uart);
@@ -617,7 +663,9 @@ static void vm_pump_input(struct vm *vm)
 
 	if (con->in_fd < 0)
 		return;
-	size_t room = uart_input_room(vm->uart);
+	/* with --console virtio, input goes to hvc0 once its driver is up */
+	bool vcon = vm->vcon && virtio_console_ready(vm->vcon);
+	size_t room = vcon ? virtio_console_input_room(vm->vcon) : uart_input_room(vm->uart);
 	if (room > 256)
 		room = 256;
 	if (room && vm->input_on) {
@@ -627,7 +675,9 @@ static void vm_pump_input(struct vm *vm)
 			vm_request_exit(vm, VM_EXIT_STOPPED);
 			return;
 		}
-		if (n)
+		if (n && vcon)
+			virtio_console_input(vm->vcon, buf, n);
+		else if (n)
 			uart_input(vm->uart, buf, n);
 		if (con->in_fd < 0) { /* EOF: the socket client or stdin went away */
 			evloop_del(vm->loop, in);
@@ -635,7 +685,7 @@ static void vm_pump_input(struct vm *vm)
 			return;
 		}
 	}
-	room = uart_input_room(vm->uart);
+	room = vcon ? virtio_console_input_room(vm->vcon) : uart_input_room(vm->uart);
 	if (!room && vm->input_on) {
 		evloop_del(vm->loop, con->in_fd);
 		vm->input_on = false;
@@ -671,6 +721,13 @@ static void vm_signal_ev(void *opaque, uint32_t events)
 	struct signalfd_siginfo si;
 	(void)events;
 	if (read(vm->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		uint16_t cols, rows;
+		if (si.ssi_signo == SIGWINCH) { /* the terminal was resized */
+			if (vm->vcon && vm->con->tty &&
+			    virtio_console_term_size(STDIN_FILENO, &cols, &rows) == 0)
+				virtio_console_resize(vm->vcon, cols, rows);
+			return;
+		}
 		log_info("stopping on %s", strsignal((int)si.ssi_signo));
 		vm_request_exit(vm, VM_EXIT_STOPPED);
 	}
@@ -696,6 +753,7 @@ enum vm_exit vm_run(struct vm *vm)
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGHUP);
+	sigaddset(&stop, SIGWINCH); /* not a stop: resizes the virtio console */
 	sigaddset(&stop, SIG_KICK);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL); /* vCPU threads inherit this mask */
 	sigdelset(&stop, SIG_KICK);

@@ -118,6 +118,7 @@ trap 'exit 130' INT
 # held open on fd 3, and wait for the prompt.
 shell_start() {
 	_slog=$1
+	rm -f "$TMPDIR/stdin.$$"
 	mkfifo "$TMPDIR/stdin.$$"
 	VM_STDIN=$TMPDIR/stdin.$$
 	start_vm "$@"
@@ -134,11 +135,14 @@ shell_run() {
 	echo "$SHELL_N" >"$TMPDIR/shell.n"
 	# The markers are split by quotes in what is typed, so the terminal's echo of
 	# the command line can never look like the markers the command prints.
-	printf 'echo @@BEG""IN-%s@@; %s; echo "@@E""ND-%s rc=$?@@"\n' "$SHELL_N" "$1" "$SHELL_N" >&3
+	# (An extra newline before the end marker, in case the output lacks one;
+	# the empty line it leaves otherwise is dropped again.)
+	printf 'echo @@BEG""IN-%s@@; %s; _rc=$?; echo; echo "@@E""ND-%s rc=$_rc@@"\n' \
+		"$SHELL_N" "$1" "$SHELL_N" >&3
 	wait_for "$_slog" "^@@END-$SHELL_N rc=" "${2:-60}" || fail "'$1' did not finish"
 	tr -d '\r' <"$_slog" | awk -v b="@@BEGIN-$SHELL_N@@" -v e="@@END-$SHELL_N rc=" '
-		index($0, e) == 1 { exit }
-		go { print }
+		index($0, e) == 1 { if (n && out[n] == "") n--; for (i = 1; i <= n; i++) print out[i]; exit }
+		go { out[++n] = $0 }
 		$0 == b { go = 1 }'
 }
 

@@ -307,7 +307,9 @@ static void test_many_in_flight(void **state)
 		memset(bufs[i], i + 1, sizeof(bufs[i]));
 		v[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
 		/* every other 4 KiB block, backwards */
-		assert_int_equal(submit_write(f, &io[i], &v[i], 1, (uint64_t)(NR_PAR - i) * 8192), 0);
+		uint64_t off = (uint64_t)(NR_PAR - i) * 8192;
+
+		assert_int_equal(submit_write(f, &io[i], &v[i], 1, off), 0);
 	}
 	aio_unplug(f->aio);
 	assert_int_equal(aio_inflight(f->aio), NR_PAR);
@@ -322,7 +324,8 @@ static void test_many_in_flight(void **state)
 		assert_int_equal(io[i].calls, 1);
 		assert_int_equal(io[i].res, 4096);
 		memset(bufs[i], 0, sizeof(bufs[i]));
-		assert_int_equal(submit_read(f, &io[i], &v[i], 1, (uint64_t)(NR_PAR - i) * 8192), 0);
+		assert_int_equal(submit_read(f, &io[i], &v[i], 1, (uint64_t)(NR_PAR - i) * 8192),
+		                 0);
 	}
 	aio_drain(f->aio);
 	for (int i = 0; i < NR_PAR; i++) {
@@ -407,12 +410,17 @@ static void test_write_zeroes_by_writing(void **state)
 static void test_short_read_at_eof(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t buf[16384];
+	static uint8_t buf[16384];
+	struct iovec v[3] = { { buf, 4096 }, { buf + 4096, 4096 }, { buf + 8192, 8192 } };
+	struct io io;
 
+	/* the file ends 1000 bytes into the second buffer */
 	assert_int_equal(truncate(f->path, 8192 + 1000), 0);
 	memset(buf, 0x5a, sizeof(buf));
-	assert_int_equal(do_read(f, buf, 8192, 4096), 8192);
-	for (int i = 0; i < 8192; i++) {
+	assert_int_equal(submit_read(f, &io, v, 3, 4096), 0);
+	wait_io(f, &io);
+	assert_int_equal(io.res, sizeof(buf));
+	for (int i = 0; i < (int)sizeof(buf); i++) {
 		if (i < 4096 + 1000)
 			assert_int_equal(buf[i], pattern(4096 + (uint64_t)i));
 		else
@@ -432,8 +440,9 @@ static void test_short_write(void **state)
 	struct fixture *f = *state;
 	struct rlimit old, lim;
 	uint8_t buf[8192];
+	struct iovec v[3] = { { buf, 1024 }, { buf + 1024, 1024 }, { buf + 2048, 6144 } };
 	void (*old_sig)(int);
-	int64_t res;
+	struct io io;
 
 	memset(buf, 0xee, sizeof(buf));
 	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -441,16 +450,58 @@ static void test_short_write(void **state)
 	lim.rlim_cur = 4096 + 2048;
 	old_sig = signal(SIGXFSZ, SIG_IGN);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-	res = do_write(f, buf, sizeof(buf), 4096);
+	assert_int_equal(submit_write(f, &io, v, 3, 4096), 0);
+	wait_io(f, &io);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 	signal(SIGXFSZ, old_sig);
-	assert_int_equal(res, -EFBIG);
-	/* the part before the limit was written */
+	/* 2048 bytes (the first two buffers) went in, the rest was refused */
+	assert_int_equal(io.res, -EFBIG);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(do_read(f, buf, 2048, 4096), 2048);
 	for (int i = 0; i < 2048; i++)
 		assert_int_equal(buf[i], 0xee);
 	check_pattern(f, 4096 + 2048, 4096);
+}
+
+/* More requests than the ring holds: the rest wait in the backlog. */
+static void test_backlog(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t bufs[40][512];
+	struct iovec v[40];
+	struct io io[40];
+	struct aio *small = NULL;
+	struct blk_disk *d = NULL;
+
+	blk_close(f->disk);
+	f->disk = NULL;
+	assert_int_equal(aio_create(&small, 2, aio_is_uring(f->aio) ? 0 : AIO_SYNC), 0);
+	assert_int_equal(blk_raw_driver.open(&d, f->path, false, small, f->err, sizeof(f->err)), 0);
+	for (int i = 0; i < 40; i++) {
+		v[i] = (struct iovec){ bufs[i], 512 };
+		io_init(&io[i]);
+		if (i % 2)
+			memset(bufs[i], i, 512);
+		assert_int_equal(i % 2 ? blk_writev(d, &io[i].req, &v[i], 1, (uint64_t)i * 4096)
+		                       : blk_readv(d, &io[i].req, &v[i], 1, (uint64_t)i * 4096),
+		                 0);
+	}
+	assert_int_equal(aio_inflight(small), 40);
+	aio_drain(small);
+	for (int i = 0; i < 40; i++) {
+		assert_int_equal(io[i].calls, 1);
+		assert_int_equal(io[i].res, 512);
+		if (!(i % 2))
+			assert_int_equal(bufs[i][7], pattern((uint64_t)i * 4096 + 7));
+	}
+	blk_close(d);
+	aio_destroy(small);
+	assert_int_equal(blk_raw_driver.open(&f->disk, f->path, false, f->aio, f->err,
+	                                     sizeof(f->err)),
+	                 0);
+	check_pattern(f, 0, 512);
+	assert_int_equal(do_read(f, bufs[0], 512, 39 * 4096), 512);
+	assert_int_equal(bufs[0][0], 39);
 }
 
 static void test_zero_length(void **state)
@@ -647,6 +698,7 @@ int main(void)
 		BOTH(test_zero_length),
 		BOTH(test_out_of_range),
 		BOTH(test_drain),
+		BOTH(test_backlog),
 		BOTH(test_readonly),
 		ONCE(test_lock_second_writer),
 		ONCE(test_lock_readers_share),

@@ -7,7 +7,7 @@
 # On a host with usable hardware virtualization the tests run directly. Elsewhere they
 # run in the nested rig: an outer TCG QEMU emulating an AMD CPU with SVM+NPT boots
 # Debian's cloud kernel (L1) with kvm-amd; build/cvisor runs inside L1 and boots the L2
-# guests. See docs in /work/shared/notes/rig.md and tools/rig/README.md.
+# guests. See tools/rig/README.md.
 #
 #   --direct / --nested  force the mode (default: detect)
 #   --with-qemu          (nested) also put QEMU into L1; tests see it as $QEMU
@@ -68,8 +68,12 @@ test_timeout() {
 
 "$ROOT/tools/rig/assets.sh"
 "$ROOT/tools/rig/mkinitrd-l2.sh" "$RIG/l2.cpio.gz"
+# An empty ext4 file system for disk tests (tests copy it before writing to it).
+if [ ! -s "$RIG/ext4.img" ]; then
+	mke2fs -q -t ext4 -F -L cvisor-test "$RIG/ext4.img.$$" 64M && mv "$RIG/ext4.img.$$" "$RIG/ext4.img"
+fi
 mkdir -p "$RIG/logs"
-stamp=$(date +%Y%m%d-%H%M%S)
+stamp=$(date +%Y%m%d-%H%M%S)-$$
 if [ ! -x "$cvisor" ]; then
 	[ $action = demo ] && { echo "rig: $cvisor is missing (run make)" >&2; exit 1; }
 	echo "rig: warning: $cvisor is missing; tests that use it will fail" >&2
@@ -89,6 +93,7 @@ if [ $mode = direct ]; then
 	fi
 	export CVISOR="$cvisor" CVISORD="$ROOT/build/cvisord"
 	export KERNEL="$RIG/kernel/vmlinuz" VMLINUX="$RIG/kernel/vmlinux" INITRD="$RIG/l2.cpio.gz"
+	export DISK_EXT4="$RIG/ext4.img"
 	export RIG_LIB="$ROOT/tests/rig/lib.sh" RIG_MODE=direct
 	command -v qemu-system-x86_64 >/dev/null && export QEMU=$(command -v qemu-system-x86_64)
 	logdir=$RIG/logs/direct-$stamp
@@ -100,7 +105,7 @@ if [ $mode = direct ]; then
 		dir=$(mktemp -d "$RIG/tmp/$name.XXXXXX")
 		start=$(date +%s)
 		rc=0
-		TMPDIR=$dir timeout -k 10 "$to" env PATH="$bbin:$PATH" "$bbin/sh" "$t" \
+		TMPDIR=$dir timeout -k 10 "$to" env PATH="$bbin:$RIG/tools:$PATH" "$bbin/sh" "$t" \
 			</dev/null >"$logdir/$name.log" 2>&1 || rc=$?
 		secs=$(($(date +%s) - start))
 		rm -rf "$dir"
@@ -126,9 +131,14 @@ L1_MODULES="irqbypass kvm kvm-amd tun tap llc stp bridge vhost_iotlb vhost vhost
   vsock vmw_vsock_virtio_transport_common vhost_vsock
   virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk"
 
-stage=$RIG/l1-root
-carrier=$RIG/carrier-root
-rm -rf "$stage" "$carrier"
+# Everything of this run lives in its own directory: runs may go on in parallel.
+work=$(mktemp -d "$RIG/run.XXXXXX")
+qpid=
+trap '[ -z "$qpid" ] || kill "$qpid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+stage=$work/l1-root
+carrier=$work/carrier-root
 mkdir -p "$stage/bin" "$stage/sbin" "$stage/usr/bin" "$stage/usr/sbin" "$stage/lib/modules" \
 	"$stage/rig/bin" "$stage/rig/tests" "$stage/rig/carrier" "$stage/root" "$carrier" \
 	"$stage/proc" "$stage/sys" "$stage/dev" "$stage/tmp" "$stage/run" "$stage/etc"
@@ -176,7 +186,7 @@ else
 	assets_l1=/rig/assets
 fi
 mkdir -p "$assets"
-cp "$RIG/kernel/vmlinuz" "$RIG/kernel/vmlinux" "$RIG/l2.cpio.gz" "$assets/"
+cp "$RIG/kernel/vmlinuz" "$RIG/kernel/vmlinux" "$RIG/l2.cpio.gz" "$RIG/ext4.img" "$assets/"
 
 if [ $with_qemu = 1 ]; then
 	# QEMU as an L2 VMM for comparisons: binary, libraries and firmware on the carrier,
@@ -207,21 +217,20 @@ RIG_CARRIER=$use_carrier
 RIG_ASSETS=$assets_l1
 EOF
 
-(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$RIG/l1.cpio.gz"
+(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$work/l1.cpio.gz"
 drive=
 if [ "$use_carrier" = 1 ]; then
 	mb=$(du -sm "$carrier" | cut -f1)
-	rm -f "$RIG/carrier.img"
-	mke2fs -q -F -t ext4 -O ^has_journal -L rig-carrier -d "$carrier" "$RIG/carrier.img" \
+	mke2fs -q -F -t ext4 -O ^has_journal -L rig-carrier -d "$carrier" "$work/carrier.img" \
 		"$((mb + mb / 5 + 16))M"
-	drive="-drive file=$RIG/carrier.img,if=virtio,format=raw,readonly=on"
+	drive="-drive file=$work/carrier.img,if=virtio,format=raw,readonly=on"
 fi
 rm -rf "$stage" "$carrier"
 
 # qemu_l0 PREFIX...: run the outer QEMU (L0 -> L1) under the command PREFIX.
 qemu_l0() {
 	"$@" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt -smp 2 -m 6144 \
-		-nographic -no-reboot -nic none -kernel "$RIG/kernel/vmlinuz" -initrd "$RIG/l1.cpio.gz" \
+		-nographic -no-reboot -nic none -kernel "$RIG/kernel/vmlinuz" -initrd "$work/l1.cpio.gz" \
 		$drive -append "console=ttyS0 panic=-1 quiet"
 }
 
@@ -251,6 +260,7 @@ tail -n +1 -f --pid=$qpid "$log" | sed -u 's/\r$//' | while IFS= read -r line; d
 done
 qrc=0
 wait $qpid || qrc=$?
+qpid=
 echo "rig: outer QEMU exited (status $qrc) after $(($(date +%s) - t0))s"
 [ $qrc = 124 ] && echo "rig: the whole run hit its ${limit}s limit"
 
