@@ -65,7 +65,7 @@ void virtio_net_default_mac(const char *vm_name, unsigned index, uint8_t mac[6])
  * with one line in err. */
 int virtio_net_create(const char *opts, const char *vm_name, unsigned index,
                       struct virtio_net **out, char *err, size_t errlen);
-/* Create the device on an open frame fd (tests); takes the fd (closed on failure). NULL on failure. */
+/* Create the device on an open frame fd (tests); takes the fd. NULL (fd closed) on failure. */
 struct virtio_net *virtio_net_create_fd(int fd, const struct virtio_net_opts *o,
                                         const char *vm_name, unsigned index);
 /* Bind to the transport's device and register the tap and timers on its loop

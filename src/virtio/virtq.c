@@ -192,6 +192,24 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 	st16_release(used_idx(q), q->used_idx);
 }
 
+void virtq_push_batch(struct virtq *q, const uint16_t *heads, const uint32_t *written, unsigned n)
+{
+	uint16_t idx = q->used_idx;
+
+	if (!q->ready || n > q->size)
+		return;
+	for (unsigned k = 0; k < n; k++) {
+		if (heads[k] >= q->size)
+			continue;
+		uint32_t *slot = used_ring(q, idx & (q->size - 1));
+		__atomic_store_n(slot, (uint32_t)heads[k], __ATOMIC_RELAXED);
+		__atomic_store_n(slot + 1, written[k], __ATOMIC_RELAXED);
+		idx++;
+	}
+	q->used_idx = idx;
+	st16_release(used_idx(q), idx);
+}
+
 bool virtq_should_notify(struct virtq *q)
 {
 	if (!q->ready)

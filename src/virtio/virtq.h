@@ -64,6 +64,9 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e);
 void virtq_unpop(struct virtq *q);
 /* Return a finished request with `written` bytes written into its in-buffers. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written);
+/* Return n finished requests at once: the driver sees all of them or none
+ * (one used->idx update), e.g. the buffers of one mergeable rx frame. */
+void virtq_push_batch(struct virtq *q, const uint16_t *heads, const uint32_t *written, unsigned n);
 /* Whether the driver wants an interrupt for what was pushed since the last
  * time this returned true (VIRTQ_AVAIL_F_NO_INTERRUPT or used_event). */
 bool virtq_should_notify(struct virtq *q);
