@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/acpi.h"
@@ -41,6 +42,7 @@
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
 #include "vm/bus.h"
 #include "vm/evloop.h"
 #include "vm/mem.h"
@@ -53,6 +55,13 @@ struct file_map {
 	size_t len;
 };
 
+enum vcpu_stat { VCPU_EXIT_IO, VCPU_EXIT_MMIO, VCPU_EXIT_HLT, VCPU_EXIT_INTR, VCPU_EXIT_SHUTDOWN,
+	         VCPU_EXIT_SYSTEM_EVENT, VCPU_EXIT_OTHER, VCPU_NR_STATS };
+
+static const char *const vcpu_stat_names[VCPU_NR_STATS] = {
+	"io", "mmio", "hlt", "intr", "shutdown", "system_event", "other",
+};
+
 struct vcpu {
 	struct vm *vm;
 	unsigned id;
@@ -60,6 +69,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	_Atomic uint64_t exits[VCPU_NR_STATS];
 };
 
 struct vm {
@@ -92,6 +102,13 @@ struct vm {
 	struct evloop *loop;
 	_Atomic int exit_reason;
 	_Atomic int stopping;
+	/* pause: vCPU threads park on `resumed` until paused clears */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t parked, resumed;
+	bool paused;
+	unsigned nr_parked;
+	struct kvm_clock_data clock; /* guest clock frozen while paused */
+	uint64_t start_ns;
 };
 
 const char *vm_exit_name(enum vm_exit e)
@@ -416,6 +433,9 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 	vm->con = con;
 	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
 	vm->signal_fd = -1;
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->parked, NULL);
+	pthread_cond_init(&vm->resumed, NULL);
 	vm->loop = evloop_create();
 	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->room_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -544,12 +564,28 @@ static void vcpu_report_error(struct vcpu *c, const char *what)
 	vm_request_exit(c->vm, VM_EXIT_ERROR);
 }
 
+static void vcpu_count_exit(struct vcpu *c, uint32_t reason)
+{
+	enum vcpu_stat s;
+	switch (reason) {
+	case KVM_EXIT_IO: s = VCPU_EXIT_IO; break;
+	case KVM_EXIT_MMIO: s = VCPU_EXIT_MMIO; break;
+	case KVM_EXIT_HLT: s = VCPU_EXIT_HLT; break;
+	case KVM_EXIT_INTR: s = VCPU_EXIT_INTR; break;
+	case KVM_EXIT_SHUTDOWN: s = VCPU_EXIT_SHUTDOWN; break;
+	case KVM_EXIT_SYSTEM_EVENT: s = VCPU_EXIT_SYSTEM_EVENT; break;
+	default: s = VCPU_EXIT_OTHER; break;
+	}
+	atomic_fetch_add_explicit(&c->exits[s], 1, memory_order_relaxed);
+}
+
 static bool vcpu_handle_exit(struct vcpu *c)
 {
 	struct vm *vm = c->vm;
 	struct kvm_run *run = c->run;
 	char what[128];
 
+	vcpu_count_exit(c, run->exit_reason);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO: {
 		uint8_t *data = (uint8_t *)run + run->io.data_offset;
@@ -605,6 +641,20 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
 	while (!atomic_load(&c->vm->stopping)) {
+		struct vm *vm = c->vm;
+		pthread_mutex_lock(&vm->pause_lock);
+		if (vm->paused) {
+			vm->nr_parked++;
+			pthread_cond_broadcast(&vm->parked);
+			while (vm->paused && !atomic_load(&vm->stopping))
+				pthread_cond_wait(&vm->resumed, &vm->pause_lock);
+			vm->nr_parked--;
+			if (!atomic_load(&vm->stopping))
+				c->run->immediate_exit = 0;
+			pthread_mutex_unlock(&vm->pause_lock);
+			continue;
+		}
+		pthread_mutex_unlock(&vm->pause_lock);
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -627,6 +677,9 @@ static void kick_handler(int sig)
 static void vm_stop_vcpus(struct vm *vm)
 {
 	atomic_store(&vm->stopping, 1);
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->resumed);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
 		struct vcpu *c = &vm->vcpus[i];
 		if (!c->started)
@@ -743,6 +796,113 @@ static void vm_listen_ev(void *opaque, uint32_t events)
 		vm->input_on = evloop_add(vm->loop, vm->con->in_fd, EPOLLIN, vm_input_cb, vm) == 0;
 }
 
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->paused) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	vm->paused = true;
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		if (!c->started)
+			continue;
+		c->run->immediate_exit = 1;
+		pthread_kill(c->thread, SIG_KICK);
+	}
+	unsigned running = 0;
+	for (unsigned i = 0; i < vm->cfg->cpus; i++)
+		running += vm->vcpus[i].started;
+	while (vm->nr_parked < running && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->parked, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* freeze the guest's clock: on resume it goes on from here, no jump */
+	if (ioctl(vm->kvm.vm_fd, KVM_GET_CLOCK, &vm->clock) < 0)
+		log_debug("KVM_GET_CLOCK: %s", strerror(errno));
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!vm->paused) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	struct kvm_clock_data clk = { .clock = vm->clock.clock };
+	if (ioctl(vm->kvm.vm_fd, KVM_SET_CLOCK, &clk) < 0)
+		log_debug("KVM_SET_CLOCK: %s", strerror(errno));
+	vm->paused = false;
+	pthread_cond_broadcast(&vm->resumed);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	bool p = vm->paused;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return p;
+}
+
+void vm_power_button(struct vm *vm)
+{
+	acpi_pm_power_button(vm->pm);
+}
+
+void vm_request_stop(struct vm *vm)
+{
+	vm_request_exit(vm, VM_EXIT_STOPPED);
+}
+
+/* Prometheus text: exits by reason and vCPU time per vCPU, uptime, state. */
+void vm_metrics(struct vm *vm, struct sbuf *out)
+{
+	char line[256];
+	int n;
+
+#define EMIT(...)                                                                            \
+	do {                                                                                 \
+		n = snprintf(line, sizeof(line), __VA_ARGS__);                               \
+		sbuf_put(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1); \
+	} while (0)
+	EMIT("# HELP cvisor_vcpu_exits_total VM exits handled by the VMM, by vCPU and reason.\n");
+	EMIT("# TYPE cvisor_vcpu_exits_total counter\n");
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		for (int s = 0; s < VCPU_NR_STATS; s++)
+			EMIT("cvisor_vcpu_exits_total{vcpu=\"%u\",reason=\"%s\"} %llu\n", i,
+			     vcpu_stat_names[s], (unsigned long long)atomic_load(&vm->vcpus[i].exits[s]));
+	}
+	EMIT("# HELP cvisor_vcpu_seconds_total CPU time used by each vCPU thread.\n");
+	EMIT("# TYPE cvisor_vcpu_seconds_total counter\n");
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		clockid_t cid;
+		struct timespec ts = { 0 };
+		if (vm->vcpus[i].started && pthread_getcpuclockid(vm->vcpus[i].thread, &cid) == 0)
+			clock_gettime(cid, &ts);
+		EMIT("cvisor_vcpu_seconds_total{vcpu=\"%u\"} %.6f\n", i,
+		     (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	}
+	EMIT("# HELP cvisor_vm_uptime_seconds Time since the VM started.\n");
+	EMIT("# TYPE cvisor_vm_uptime_seconds gauge\n");
+	EMIT("cvisor_vm_uptime_seconds %.3f\n", (ratelimit_now_ns() - vm->start_ns) / 1e9);
+	EMIT("# HELP cvisor_vm_paused Whether the VM is paused.\n");
+	EMIT("# TYPE cvisor_vm_paused gauge\n");
+	EMIT("cvisor_vm_paused %d\n", vm_is_paused(vm) ? 1 : 0);
+	EMIT("# HELP cvisor_unhandled_io_total Guest accesses to ports/MMIO no device handles.\n");
+	EMIT("# TYPE cvisor_unhandled_io_total counter\n");
+	EMIT("cvisor_unhandled_io_total{bus=\"pio\"} %llu\n", (unsigned long long)vm->pio.unknown_total);
+	EMIT("cvisor_unhandled_io_total{bus=\"mmio\"} %llu\n", (unsigned long long)vm->mmio.unknown_total);
+#undef EMIT
+}
+
+uint64_t vm_uptime_ns(struct vm *vm)
+{
+	return ratelimit_now_ns() - vm->start_ns;
+}
+
 enum vm_exit vm_run(struct vm *vm)
 {
 	struct sigaction sa = { .sa_handler = kick_handler };
@@ -773,6 +933,7 @@ enum vm_exit vm_run(struct vm *vm)
 			vm->con->in_fd = -1;
 	}
 
+	vm->start_ns = ratelimit_now_ns();
 	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
 		struct vcpu *c = &vm->vcpus[i];
 		if (pthread_create(&c->thread, NULL, vcpu_thread, c) != 0) {

@@ -3,7 +3,11 @@
 #ifndef CVISOR_VM_VM_H
 #define CVISOR_VM_VM_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "state/sbuf.h"
 
 #include "vm/config.h"
 #include "vm/console.h"
@@ -26,6 +30,20 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 enum vm_exit vm_run(struct vm *vm);
 /* Free everything. */
 void vm_destroy(struct vm *vm);
+/* Stop all vCPUs and freeze the guest clock; -EALREADY if paused. Main thread. */
+int vm_pause(struct vm *vm);
+/* Let the vCPUs run again from where they stopped; -EALREADY if running. */
+int vm_resume(struct vm *vm);
+/* Whether the vCPUs are paused. */
+bool vm_is_paused(struct vm *vm);
+/* Press the ACPI power button (the guest decides to shut down). */
+void vm_power_button(struct vm *vm);
+/* End the VM now, as SIGTERM does. */
+void vm_request_stop(struct vm *vm);
+/* Append the VM's metrics in Prometheus text format. */
+void vm_metrics(struct vm *vm, struct sbuf *out);
+/* Nanoseconds since the vCPUs started. */
+uint64_t vm_uptime_ns(struct vm *vm);
 /* Human-readable exit reason. */
 const char *vm_exit_name(enum vm_exit e);
 
