@@ -27,12 +27,12 @@ expect2() {
 }
 
 head -c 65536 /dev/urandom >"$d/garbage"
-dd if=/dev/zero of="$d/big.initrd" bs=1M count=100 2>/dev/null
+dd if=/dev/zero of="$d/big.initrd" bs=1M count=160 2>/dev/null
 check "each bad input: exit 2 with exactly one line on stderr"
 expect2 "missing kernel file" run --kernel "$d/nonexistent" --initrd "$INITRD" --cmdline console=ttyS0
 expect2 "garbage kernel" run --kernel "$d/garbage" --initrd "$INITRD" --cmdline console=ttyS0
 expect2 "missing initrd file" run --kernel "$KERNEL" --initrd "$d/nonexistent"
-expect2 "100 MB initrd in 64M" run --kernel "$KERNEL" --initrd "$d/big.initrd" --memory 64M
+expect2 "160 MB initrd in 128M" run --kernel "$KERNEL" --initrd "$d/big.initrd" --memory 128M
 expect2 "--memory 1M" run --kernel "$KERNEL" --initrd "$INITRD" --cmdline console=ttyS0 --memory 1M
 expect2 "--memory 100000G" run --kernel "$KERNEL" --initrd "$INITRD" --cmdline console=ttyS0 --memory 100000G
 expect2 "--memory garbage" run --kernel "$KERNEL" --initrd "$INITRD" --cmdline console=ttyS0 --memory lots

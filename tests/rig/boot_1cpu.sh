@@ -6,9 +6,11 @@ set -eu
 log=$TMPDIR/console.log
 
 check "bzImage, --cpus 1 --memory 512M, mode=info: exit 0, NPROC=1, MemTotal 85-100% of 512 MiB"
+t0=$(date +%s)
 run_vm 200 "$log" --kernel "$KERNEL" --initrd "$INITRD" --cpus 1 --memory 512M \
 	--cmdline "console=ttyS0 mode=info"
 expect_rc 0 "$log"
+say "cvisor ran $(($(date +%s) - t0)) s; the guest reached init at uptime $(tr -d '\r' <"$log" | sed -n 's/^CVISOR-GUEST-UPTIME //p') s"
 grep -q CVISOR-GUEST-INIT "$log" || { show_console "$log"; fail "the guest never reached init"; }
 nproc=$(field "$log" NPROC)
 kb=$(field "$log" MEMTOTAL_KB)

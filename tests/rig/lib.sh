@@ -60,8 +60,14 @@ children_of() {
 start_vm() {
 	_log=$1
 	shift
-	echo "+ cvisor run $*"
-	"$CVISOR" run "$@" <"${VM_STDIN:-/dev/null}" >"$_log" 2>&1 &
+	if [ -n "${VMM_CMD:-}" ]; then
+		# another VMM (benchmarks: QEMU) with the guest console on stdio
+		echo "+ $VMM_CMD $*"
+		$VMM_CMD "$@" <"${VM_STDIN:-/dev/null}" >"$_log" 2>&1 &
+	else
+		echo "+ cvisor run $*"
+		"$CVISOR" run "$@" <"${VM_STDIN:-/dev/null}" >"$_log" 2>&1 &
+	fi
 	CVISOR_PID=$!
 }
 

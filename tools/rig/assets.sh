@@ -106,5 +106,8 @@ fetch_busybox() {
 	chmod +x "$RIG/busybox"
 }
 
+mkdir -p "$RIG"
+exec 9>"$RIG/.assets.lock"
+flock 9    # parallel runs: one fetches, the others wait and find it done
 fetch_kernel
 fetch_busybox

@@ -20,7 +20,7 @@ for src in "$ROOT"/tests/tools/*.c; do
 	[ -f "$src" ] || continue
 	bin=$RIG/tools/$(basename "$src" .c)
 	if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ]; then
-		gcc -static -O2 -Wall -Wextra -Werror -o "$bin" "$src"
+		gcc -static -O2 -Wall -Wextra -Werror -o "$bin.$$" "$src" && mv "$bin.$$" "$bin"
 	fi
 done
 
@@ -46,5 +46,7 @@ poweroff -f
 EOS
 chmod 755 etc/acpi/PWRF/00000080
 mkdir -p "$(dirname "$out")"
-find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 >"$out.tmp"
-mv "$out.tmp" "$out"
+tmp=$(mktemp "$out.XXXXXX")
+find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 >"$tmp"
+chmod 644 "$tmp"
+mv "$tmp" "$out"    # atomic: parallel runs may build it at the same time
