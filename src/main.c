@@ -1,14 +1,20 @@
 /* cvisor: command dispatch. `cvisor run` boots one VM in the foreground. */
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "api/client.h"
+#include "api/api.h"
 #include "util/log.h"
 #include "util/term.h"
 #include "vm/config.h"
 #include "vm/console.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
+#include "vm/vm_api.h"
+#include "img/img.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -27,6 +33,10 @@ static int cmd_run(int argc, char **argv)
 	char err[512];
 	int status = 0;
 
+	struct snapshot_file snap = { 0 };
+	struct api_server *api = NULL;
+	char **merged = NULL;
+
 	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) < 0) {
 		if (!strcmp(err, "help")) {
 			config_usage(stdout);
@@ -34,6 +44,20 @@ static int cmd_run(int argc, char **argv)
 		}
 		log_error("%s", err);
 		return EXIT_USAGE;
+	}
+	if (cfg.restore_dir) {
+		/* the configuration travels in the snapshot; options given now override it */
+		int margc;
+		const char *dir = cfg.restore_dir;
+		if (snapshot_open(dir, &snap, err, sizeof(err)) < 0 ||
+		    snapshot_merge_args(&snap, argc, argv, &margc, &merged) < 0 ||
+		    config_parse_run(&cfg, margc, merged, err, sizeof(err)) < 0) {
+			log_error("%s", err);
+			snapshot_close(&snap);
+			free(merged);
+			return EXIT_USAGE;
+		}
+		cfg.restore = &snap;
 	}
 	log_level = 1 + cfg.verbose;
 	signal(SIGPIPE, SIG_IGN);
@@ -47,12 +71,30 @@ static int cmd_run(int argc, char **argv)
 	}
 	for (unsigned boots = 0;; boots++) {
 		struct vm *vm;
+		if (boots)
+			cfg.restore = NULL; /* a reboot after a restore boots the kernel afresh */
 		if (vm_create(&cfg, &con, &vm, err, sizeof(err)) < 0) {
 			log_error("%s", err);
 			status = boots ? EXIT_RUNTIME : EXIT_USAGE;
 			break;
 		}
+		/* the API socket outlives guest resets: detach from the old VM's loop,
+		 * attach to the new one's */
+		struct api_backend be;
+		vm_api_backend(vm, &be);
+		int arc = 0;
+		if (cfg.api_socket && !api)
+			arc = api_server_start(vm_loop(vm), cfg.api_socket, &be, &api, err, sizeof(err));
+		else if (api)
+			arc = api_server_attach(api, vm_loop(vm), &be);
+		if (arc < 0) {
+			log_error("%s", cfg.api_socket && !api ? err : "cannot serve the API socket");
+			vm_destroy(vm);
+			status = boots ? EXIT_RUNTIME : EXIT_USAGE;
+			break;
+		}
 		enum vm_exit why = vm_run(vm);
+		api_server_detach(api);
 		vm_destroy(vm);
 		log_debug("VM exit: %s", vm_exit_name(why));
 		if (why == VM_EXIT_REBOOT && cfg.on_reboot == ON_REBOOT_RESTART) {
@@ -63,13 +105,18 @@ static int cmd_run(int argc, char **argv)
 			status = EXIT_RUNTIME;
 		break;
 	}
+	api_server_stop(api);
 	console_close(&con);
+	snapshot_close(&snap);
+	free(merged);
 	return status;
 }
 
 static void usage(FILE *f)
 {
 	fputs("usage: cvisor run --kernel PATH [options]   boot a VM (cvisor run --help)\n"
+	      "       cvisor ctl --api-socket PATH VERB     control a running VM (cvisor ctl --help)\n"
+	      "       cvisor img COMMAND [options]           disk images (cvisor img --help)\n"
 	      "       cvisor --version\n",
 	      f);
 }
@@ -82,6 +129,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return api_ctl_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "img"))
+		return img_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version")) {
 		puts("cvisor 0.1.0");
 		return 0;

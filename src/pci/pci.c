@@ -282,3 +282,32 @@ int pci_bus_add(struct pci_bus *pb, struct pci_dev *d)
 	pthread_rwlock_unlock(&pb->lock);
 	return 0;
 }
+
+void pci_dev_save(struct pci_bus *pb, struct pci_dev *d, struct sbuf *out)
+{
+	pthread_rwlock_rdlock(&pb->lock);
+	sbuf_put(out, d->cfg, PCI_CFG_SIZE);
+	pthread_rwlock_unlock(&pb->lock);
+}
+
+int pci_dev_load(struct pci_bus *pb, struct pci_dev *d, struct sbuf *in)
+{
+	uint8_t *cfg = malloc(PCI_CFG_SIZE);
+	int rc = -EINVAL;
+
+	if (!cfg)
+		return -ENOMEM;
+	sbuf_get(in, cfg, PCI_CFG_SIZE);
+	/* vendor, device, class and the capability chain must be this device's */
+	if (in->err || memcmp(cfg, d->cfg, 4) || memcmp(cfg + PCI_REVISION, d->cfg + PCI_REVISION, 4) ||
+	    cfg[PCI_CAP_PTR] != d->cfg[PCI_CAP_PTR])
+		goto out;
+	pthread_rwlock_wrlock(&pb->lock);
+	memcpy(d->cfg, cfg, PCI_CFG_SIZE);
+	update_mappings(d);
+	pthread_rwlock_unlock(&pb->lock);
+	rc = 0;
+out:
+	free(cfg);
+	return rc;
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "state/sbuf.h"
 #include "vm/bus.h"
 
 #define PCI_CFG_ADDR_PORT 0xcf8
@@ -102,6 +103,11 @@ int pci_bus_add(struct pci_bus *pb, struct pci_dev *d);
 /* Config-space access for bus 0, as the guest sees it (tests use it too). */
 void pci_cfg_access(struct pci_bus *pb, uint8_t slot, uint8_t fn, uint32_t off, uint8_t *data,
                     uint32_t len, bool is_write);
+/* Save / restore a device's configuration space (BAR addresses, command,
+ * capabilities' writable state); load re-maps its BARs. Identity fields must
+ * match the device's (-EINVAL otherwise). */
+void pci_dev_save(struct pci_bus *pb, struct pci_dev *d, struct sbuf *out);
+int pci_dev_load(struct pci_bus *pb, struct pci_dev *d, struct sbuf *in);
 /* Little-endian helpers on config bytes. */
 static inline void pci_set16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
 static inline void pci_set32(uint8_t *p, uint32_t v) { pci_set16(p, (uint16_t)v); pci_set16(p + 2, (uint16_t)(v >> 16)); }

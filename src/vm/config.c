@@ -16,12 +16,12 @@ void config_usage(void *stream)
 	      "                  [--disk path=P[,readonly=on][,serial=S]]... [--rng[=bps=N]]\n"
 	      "                  [--net tap=NAME[,mac=MAC]]... [--console virtio]\n"
 	      "                  [--balloon[=target=SIZE]] [--vsock cid=N]\n"
-	      "                  [--on-reboot restart|exit] [--verbose]\n",
+	      "                  [--api-socket PATH] [--on-reboot restart|exit] [--verbose]\n",
 	      (FILE *)stream);
 }
 
 /* Options of later milestones: known names, refused with a clear message. */
-static const char *const later_opts[] = { "--api-socket", "--restore", "--incoming", NULL };
+static const char *const later_opts[] = { "--incoming", NULL };
 
 static int parse_serial(struct vm_config *cfg, const char *v, char *err, size_t errlen)
 {
@@ -99,7 +99,8 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 		}
 		static const char *const known[] = { "--kernel", "--initrd", "--cmdline", "--name",
 			                             "--cpus", "--memory", "--serial", "--on-reboot",
-			                             "--disk", "--net", "--console", "--vsock", NULL };
+			                             "--disk", "--net", "--console", "--vsock",
+			                             "--api-socket", "--restore", NULL };
 		int k = 0;
 		while (known[k] && strcmp(opt, known[k]))
 			k++;
@@ -133,8 +134,17 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 				return -EINVAL;
 			}
 			cfg->console_virtio = true;
+		} else if (!strcmp(opt, "--restore")) {
+			cfg->restore_dir = val;
 		} else if (!strcmp(opt, "--vsock")) {
 			cfg->vsock_opts = val;
+		} else if (!strcmp(opt, "--api-socket")) {
+			/* sockaddr_un.sun_path holds 108 bytes with the NUL */
+			if (!*val || strlen(val) > 107) {
+				snprintf(err, errlen, "--api-socket: the path must be 1 to 107 bytes long");
+				return -EINVAL;
+			}
+			cfg->api_socket = val;
 		} else if (!strcmp(opt, "--kernel")) {
 			cfg->kernel = val;
 		} else if (!strcmp(opt, "--initrd")) {
@@ -188,9 +198,11 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 			}
 		}
 	}
-	if (!cfg->kernel) {
+	if (!cfg->kernel && !cfg->restore_dir) {
 		snprintf(err, errlen, "--kernel PATH is required");
 		return -EINVAL;
 	}
+	cfg->argc = argc;
+	cfg->argv = argv;
 	return 0;
 }

@@ -13,6 +13,8 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_DEFAULT_MEM (512ULL << 20)
 #define CONFIG_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
 
+struct snapshot_file;
+
 #define CONFIG_MAX_DISKS 16
 #define CONFIG_MAX_NETS 8
 
@@ -37,6 +39,11 @@ struct vm_config {
 	bool balloon;
 	const char *balloon_opts; /* --balloon=OPTS or NULL */
 	const char *vsock_opts;   /* --vsock OPTS or NULL (no vsock) */
+	const char *restore_dir;  /* --restore DIR: boot from a snapshot instead of a kernel */
+	struct snapshot_file *restore; /* opened by the caller when restore_dir is set */
+	int argc;                 /* the options as given (kept in snapshots) */
+	char **argv;
+	const char *api_socket;   /* --api-socket PATH or NULL (no API) */
 };
 
 /* Fill cfg from argv of `cvisor run` (argv[0] is "run"). On bad usage returns

@@ -34,6 +34,16 @@ int mem_init(struct guest_mem *m, uint64_t size, uint64_t low_limit)
 	return 0;
 }
 
+int mem_init_file(struct guest_mem *m, uint64_t size, uint64_t low_limit, int fd)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	mem_layout(m, p, size, low_limit);
+	m->owned = 1;
+	return 0;
+}
+
 void mem_init_fake(struct guest_mem *m, uint8_t *buf, uint64_t size, uint64_t low_limit)
 {
 	mem_layout(m, buf, size, low_limit);

@@ -26,6 +26,9 @@ struct guest_mem {
 /* Map size bytes of anonymous memory and lay it out: RAM below low_limit from
  * gpa 0, the rest from 4 GiB. 0 or -errno. */
 int mem_init(struct guest_mem *m, uint64_t size, uint64_t low_limit);
+/* Map guest memory privately from a snapshot's memory file (copy-on-write,
+ * loaded lazily by page faults). The file must be exactly size bytes. */
+int mem_init_file(struct guest_mem *m, uint64_t size, uint64_t low_limit, int fd);
 /* Lay out caller-provided memory (unit tests' fake guest memory); not unmapped by mem_free. */
 void mem_init_fake(struct guest_mem *m, uint8_t *buf, uint64_t size, uint64_t low_limit);
 /* Unmap. */

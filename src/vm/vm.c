@@ -6,6 +6,8 @@
  * recorded once and wakes the main thread through an eventfd; the main thread
  * then stops the vCPUs with immediate_exit plus a signal and joins them. */
 #include "vm/vm.h"
+#include "vm/vm_internal.h"
+#include "vm/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,65 +52,8 @@
 #define SIG_KICK SIGUSR1
 
 /* input files */
-struct file_map {
-	uint8_t *p;
-	size_t len;
-};
-
-enum vcpu_stat { VCPU_EXIT_IO, VCPU_EXIT_MMIO, VCPU_EXIT_HLT, VCPU_EXIT_INTR, VCPU_EXIT_SHUTDOWN,
-	         VCPU_EXIT_SYSTEM_EVENT, VCPU_EXIT_OTHER, VCPU_NR_STATS };
-
 static const char *const vcpu_stat_names[VCPU_NR_STATS] = {
 	"io", "mmio", "hlt", "intr", "shutdown", "system_event", "other",
-};
-
-struct vcpu {
-	struct vm *vm;
-	unsigned id;
-	int fd;
-	struct kvm_run *run;
-	pthread_t thread;
-	bool started;
-	_Atomic uint64_t exits[VCPU_NR_STATS];
-};
-
-struct vm {
-	const struct vm_config *cfg;
-	struct console *con;
-	struct kvm_vm kvm;
-	struct guest_mem mem;
-	struct bus pio, mmio;
-	struct uart *uart;
-	struct i8042 *kbd;
-	struct rtc *rtc;
-	struct acpi_pm *pm;
-	struct pci_bus pci;
-	bool pci_up;
-	struct virtio_pci *vdevs[PCI_MAX_DEVS];
-	unsigned nr_vdevs;
-	struct virtio_rng *rng;
-	struct virtio_net *nets[CONFIG_MAX_NETS]; /* --net, in option order */
-	unsigned nr_nets;
-	struct virtio_console *vcon; /* --console virtio */
-	struct virtio_balloon *balloon;
-	struct virtio_vsock *vsock;
-	struct virtio_blk *disks[CONFIG_MAX_DISKS];
-	struct vcpu *vcpus;
-	struct file_map kernel, initrd;
-	int event_fd; /* vCPU threads -> main loop: an exit was requested */
-	int room_fd;  /* UART -> main loop: console input may flow again */
-	int signal_fd;
-	bool input_on; /* console input fd is in the loop */
-	struct evloop *loop;
-	_Atomic int exit_reason;
-	_Atomic int stopping;
-	/* pause: vCPU threads park on `resumed` until paused clears */
-	pthread_mutex_t pause_lock;
-	pthread_cond_t parked, resumed;
-	bool paused;
-	unsigned nr_parked;
-	struct kvm_clock_data clock; /* guest clock frozen while paused */
-	uint64_t start_ns;
 };
 
 const char *vm_exit_name(enum vm_exit e)
@@ -251,7 +196,18 @@ static int vm_add_devices(struct vm *vm)
 
 static int vm_setup_memory(struct vm *vm, char *err, size_t errlen)
 {
-	int rc = mem_init(&vm->mem, vm->cfg->mem_size, layout_low_limit(vm->cfg->mem_size));
+	int rc;
+	if (vm->cfg->restore) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", vm->cfg->restore_dir, SNAPSHOT_MEMORY);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		rc = fd < 0 ? -errno
+		            : mem_init_file(&vm->mem, vm->cfg->mem_size, layout_low_limit(vm->cfg->mem_size), fd);
+		if (fd >= 0)
+			close(fd);
+	} else {
+		rc = mem_init(&vm->mem, vm->cfg->mem_size, layout_low_limit(vm->cfg->mem_size));
+	}
 	if (rc) {
 		snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
 		         (unsigned long long)(vm->cfg->mem_size >> 20), strerror(-rc));
@@ -446,7 +402,8 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	if ((rc = vm_open_images(vm, err, errlen)))
+	/* a restored VM's kernel is in its memory image */
+	if (!cfg->restore && (rc = vm_open_images(vm, err, errlen)))
 		goto fail;
 	if (cfg->mem_size > host_mem_bytes()) {
 		snprintf(err, errlen, "--memory %llu MiB is more than this host has (%llu MiB)",
@@ -493,13 +450,15 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 			goto fail;
 		}
 	}
-	if ((rc = vm_load_guest(vm, err, errlen)))
+	if (!cfg->restore && (rc = vm_load_guest(vm, err, errlen)))
 		goto fail;
 	if ((rc = vm_add_devices(vm))) {
 		snprintf(err, errlen, "cannot create devices: %s", strerror(-rc));
 		goto fail;
 	}
 	if ((rc = vm_add_pci_devices(vm, err, errlen)))
+		goto fail;
+	if (cfg->restore && (rc = vm_snapshot_load(vm, cfg->restore, err, errlen)))
 		goto fail;
 	*out = vm;
 	return 0;
@@ -707,7 +666,8 @@ static void drain(int fd)
 
 static void vm_input_cb(void *opaque, uint32_t events);
 
-/* Move console input into the UART while it has room; pause input when full. */
+/* Move console input into the UART (or the virtio console) while it has room;
+ * pause input when full. */
 static void vm_pump_input(struct vm *vm)
 {
 	struct console *con = vm->con;
@@ -758,7 +718,11 @@ static void vm_room_ev(void *opaque, uint32_t events)
 	struct vm *vm = opaque;
 	(void)events;
 	drain(vm->room_fd);
-	vm_pump_input(vm);
+	/* only a paused input needs this: reading a blocking stdin that has
+	 * nothing to read would stall the loop (the virtio console also calls
+	 * when its driver comes or goes, whatever the input's state) */
+	if (!vm->input_on)
+		vm_pump_input(vm);
 }
 
 static void vm_exit_ev(void *opaque, uint32_t events)
@@ -896,6 +860,11 @@ void vm_metrics(struct vm *vm, struct sbuf *out)
 	EMIT("cvisor_unhandled_io_total{bus=\"pio\"} %llu\n", (unsigned long long)vm->pio.unknown_total);
 	EMIT("cvisor_unhandled_io_total{bus=\"mmio\"} %llu\n", (unsigned long long)vm->mmio.unknown_total);
 #undef EMIT
+}
+
+struct evloop *vm_loop(struct vm *vm)
+{
+	return vm->loop;
 }
 
 uint64_t vm_uptime_ns(struct vm *vm)

@@ -44,6 +44,8 @@ void vm_request_stop(struct vm *vm);
 void vm_metrics(struct vm *vm, struct sbuf *out);
 /* Nanoseconds since the vCPUs started. */
 uint64_t vm_uptime_ns(struct vm *vm);
+/* The VM's event loop (the API server is served from it). */
+struct evloop *vm_loop(struct vm *vm);
 /* Human-readable exit reason. */
 const char *vm_exit_name(enum vm_exit e);
 

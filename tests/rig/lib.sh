@@ -10,13 +10,16 @@ RC=
 
 say() { echo "rig: $*"; }
 check() { echo "check: $*"; }
-fail() { echo "FAIL: $*"; exit 1; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # show_console FILE: print a guest console log, delimited.
+# (Diagnostics go to stderr: a helper called inside $(...) must still show them.)
 show_console() {
-	echo "----- console: $1 -----"
-	if [ -f "$1" ]; then tr -d '\r' <"$1"; else echo "(no such file)"; fi
-	echo "----- end of console: $1 -----"
+	{
+		echo "----- console: $1 -----"
+		if [ -f "$1" ]; then tr -d '\r' <"$1"; else echo "(no such file)"; fi
+		echo "----- end of console: $1 -----"
+	} >&2
 }
 
 # wait_for FILE PATTERN TIMEOUT: poll FILE until `grep -q PATTERN` matches.
@@ -25,7 +28,7 @@ wait_for() {
 	_deadline=$(($(date +%s) + $3))
 	while ! grep -q -- "$2" "$1" 2>/dev/null; do
 		if [ "$(date +%s)" -ge "$_deadline" ]; then
-			echo "timed out after $3 s waiting for '$2' in $1"
+			echo "timed out after $3 s waiting for '$2' in $1" >&2
 			show_console "$1"
 			return 1
 		fi
@@ -137,6 +140,8 @@ shell_start() {
 # markers) goes to stdout. Fails the test (with the console) on timeout.
 # (The command counter lives in a file: shell_run usually runs in a $(...) subshell.)
 shell_run() {
+	_cmd=$1
+	case $_cmd in *'&') _cmd="$_cmd true" ;; esac # "cmd &; next" is a syntax error
 	SHELL_N=$(($(cat "$TMPDIR/shell.n") + 1))
 	echo "$SHELL_N" >"$TMPDIR/shell.n"
 	# The markers are split by quotes in what is typed, so the terminal's echo of
@@ -144,7 +149,7 @@ shell_run() {
 	# (An extra newline before the end marker, in case the output lacks one;
 	# the empty line it leaves otherwise is dropped again.)
 	printf 'echo @@BEG""IN-%s@@; %s; _rc=$?; echo; echo "@@E""ND-%s rc=$_rc@@"\n' \
-		"$SHELL_N" "$1" "$SHELL_N" >&3
+		"$SHELL_N" "$_cmd" "$SHELL_N" >&3
 	wait_for "$_slog" "^@@END-$SHELL_N rc=" "${2:-60}" || fail "'$1' did not finish"
 	tr -d '\r' <"$_slog" | awk -v b="@@BEGIN-$SHELL_N@@" -v e="@@END-$SHELL_N rc=" '
 		index($0, e) == 1 { if (n && out[n] == "") n--; for (i = 1; i <= n; i++) print out[i]; exit }

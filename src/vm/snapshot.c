@@ -1,0 +1,460 @@
+/* Snapshot save and restore.
+ *
+ * state.bin:  magic "CVSNAP\r\n" | u32 format | char version[16] | u64 body_len |
+ *             body | u32 crc32(everything before)
+ * body:       u32 argc, argc x (u32 len, bytes) | u64 mem_size | u32 cpus |
+ *             in-kernel state | cpus x vCPU state | u32 ndev,
+ *             ndev x (u32 name_len, name, u32 len, device state)
+ * A file from another format or cvisor version, a bad checksum, a truncated
+ * file or a device list that does not match the VM is refused before any
+ * state reaches KVM or a device. */
+#include "vm/snapshot.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "arch/x86/vcpu_state.h"
+#include "virtio/blk.h"
+#include "util/log.h"
+#include "vm/vm_internal.h"
+
+#define MAGIC "CVSNAP\r\n"
+#define FORMAT 1
+#define VERSION "cvisor 0.1.0"
+#define HDR_LEN (8 + 4 + 16 + 8)
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -errno;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Devices in snapshot order, each with its save/load. */
+struct dev_ref {
+	char name[32];
+	int kind; /* 0 legacy device_ops, 1 virtio-pci */
+	const struct device_ops *ops;
+	void *dev;
+	struct virtio_pci *vp;
+};
+
+static int dev_list(struct vm *vm, struct dev_ref *d, int max)
+{
+	int n = 0;
+	const struct {
+		const char *name;
+		const struct device_ops *ops;
+		void *dev;
+	} legacy[] = {
+		{ "uart", &uart_ops, vm->uart },
+		{ "rtc", &rtc_ops, vm->rtc },
+		{ "i8042", &i8042_ops, vm->kbd },
+		{ "acpi-pm", &acpi_pm_ops, vm->pm },
+	};
+	for (size_t i = 0; i < sizeof(legacy) / sizeof(legacy[0]) && n < max; i++, n++) {
+		d[n] = (struct dev_ref){ .kind = 0, .ops = legacy[i].ops, .dev = legacy[i].dev };
+		snprintf(d[n].name, sizeof(d[n].name), "%s", legacy[i].name);
+	}
+	for (unsigned i = 0; i < vm->nr_vdevs && n < max; i++, n++) {
+		d[n] = (struct dev_ref){ .kind = 1, .vp = vm->vdevs[i] };
+		snprintf(d[n].name, sizeof(d[n].name), "pci%u:%s", vm->vdevs[i]->pdev.slot,
+		         vm->vdevs[i]->vdev.ops->name);
+	}
+	return n;
+}
+
+/* Options taking no separate value (flags, or written as --opt=value). */
+static bool arg_is_flag(const char *a)
+{
+	return strchr(a, '=') || !strcmp(a, "--rng") || !strcmp(a, "--balloon") ||
+	       !strcmp(a, "--verbose") || !strcmp(a, "-v") || strncmp(a, "--", 2);
+}
+
+/* Length of option name a (up to '='). */
+static size_t arg_name_len(const char *a)
+{
+	const char *eq = strchr(a, '=');
+	return eq ? (size_t)(eq - a) : strlen(a);
+}
+
+static bool arg_named(const char *a, const char *name)
+{
+	return arg_name_len(a) == strlen(name) && !strncmp(a, name, strlen(name));
+}
+
+bool snapshot_arg_is_restore(int argc, char **argv, int *i)
+{
+	if (!arg_named(argv[*i], "--restore"))
+		return false;
+	if (!strchr(argv[*i], '=') && *i + 1 < argc)
+		(*i)++;
+	return true;
+}
+
+int snapshot_merge_args(const struct snapshot_file *f, int argc, char **argv, int *out_argc,
+                        char ***out_argv)
+{
+	/* list options given now replace the saved ones entirely */
+	static const char *const lists[] = { "--disk", "--net", NULL };
+	char **v = calloc((size_t)(f->argc + argc + 1), sizeof(char *));
+	int n = 0;
+
+	if (!v)
+		return -ENOMEM;
+	v[n++] = argv[0];
+	for (int i = 1; i < f->argc; i++) {
+		const char *a = f->argv[i];
+		bool drop = false;
+		for (int l = 0; lists[l]; l++) {
+			if (!arg_named(a, lists[l]))
+				continue;
+			for (int k = 1; k < argc; k++)
+				drop |= arg_named(argv[k], lists[l]);
+		}
+		if (drop) {
+			if (!arg_is_flag(a) && i + 1 < f->argc)
+				i++;
+			continue;
+		}
+		v[n++] = f->argv[i];
+	}
+	/* then today's options (with --restore): scalar ones override by coming last */
+	for (int i = 1; i < argc; i++)
+		v[n++] = argv[i];
+	*out_argc = n;
+	*out_argv = v;
+	return 0;
+}
+
+static void put_str(struct sbuf *b, const char *s)
+{
+	uint32_t l = (uint32_t)strlen(s);
+	sbuf_put_u32(b, l);
+	sbuf_put(b, s, l);
+}
+
+/* Wait (serving the event loop) until no disk has requests in flight, so the
+ * memory image and the device state agree. */
+static void drain_io(struct vm *vm)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		unsigned busy = 0;
+		for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++)
+			busy += vm->disks[i] ? virtio_blk_inflight(vm->disks[i]) : 0;
+		if (!busy)
+			return;
+		evloop_run_once(vm->loop, 10);
+	}
+	log_warn("snapshot: disk requests still in flight; they are recorded for resubmission");
+}
+
+static int save_memory(struct vm *vm, const char *path, char *err, size_t errlen)
+{
+	static const uint8_t zero[4096];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int rc = 0;
+
+	if (fd < 0 || ftruncate(fd, (off_t)vm->mem.size) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "snapshot: %s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* only non-zero pages are written: the rest stays a hole */
+	for (uint64_t off = 0; off < vm->mem.size;) {
+		uint64_t len = 0;
+		while (off + len < vm->mem.size && len < (8ULL << 20) &&
+		       memcmp(vm->mem.base + off + len, zero, 4096))
+			len += 4096;
+		if (len) {
+			ssize_t w = pwrite(fd, vm->mem.base + off, len, (off_t)off);
+			if (w != (ssize_t)len) {
+				rc = w < 0 ? -errno : -EIO;
+				snprintf(err, errlen, "snapshot: writing guest memory: %s", strerror(-rc));
+				goto out;
+			}
+			off += len;
+		} else {
+			off += 4096;
+		}
+	}
+	if (fsync(fd) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "snapshot: fsync: %s", strerror(errno));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	struct sbuf b = { 0 };
+	struct dev_ref devs[64];
+	char path[4096], tmp[4096];
+	int rc, fd = -1;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	drain_io(vm);
+	/* header; body length patched below */
+	uint8_t hdr[HDR_LEN] = { 0 };
+	memcpy(hdr, MAGIC, 8);
+	hdr[8] = FORMAT;
+	memcpy(hdr + 12, VERSION, sizeof(VERSION) - 1);
+	sbuf_put(&b, hdr, sizeof(hdr));
+	/* the options as given, minus --restore (the snapshot is the restore) */
+	int nargs = 0;
+	for (int i = 0; i < vm->cfg->argc; i++)
+		nargs += !snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &i);
+	sbuf_put_u32(&b, (uint32_t)nargs);
+	for (int i = 0; i < vm->cfg->argc; i++) {
+		int j = i;
+		if (!snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &j))
+			put_str(&b, vm->cfg->argv[i]);
+		i = j;
+	}
+	sbuf_put_u64(&b, vm->mem.size);
+	sbuf_put_u32(&b, vm->cfg->cpus);
+	if ((rc = vm_state_save(&vm->kvm, &b))) {
+		snprintf(err, errlen, "snapshot: in-kernel device state: %s", strerror(-rc));
+		goto out;
+	}
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		if ((rc = vcpu_state_save(&vm->kvm, vm->vcpus[i].fd, &b))) {
+			snprintf(err, errlen, "snapshot: vCPU %u state: %s", i, strerror(-rc));
+			goto out;
+		}
+	}
+	int n = dev_list(vm, devs, 64);
+	sbuf_put_u32(&b, (uint32_t)n);
+	for (int i = 0; i < n; i++) {
+		put_str(&b, devs[i].name);
+		size_t at = b.len;
+		sbuf_put_u32(&b, 0); /* length, patched */
+		if (devs[i].kind == 0) {
+			devs[i].ops->save(devs[i].dev, &b);
+		} else {
+			pci_dev_save(&vm->pci, &devs[i].vp->pdev, &b);
+			virtio_pci_save(devs[i].vp, &b);
+		}
+		if (!b.err) {
+			uint32_t l = (uint32_t)(b.len - at - 4);
+			memcpy(b.data + at, &l, 4);
+		}
+	}
+	if (b.err) {
+		rc = b.err;
+		snprintf(err, errlen, "snapshot: out of memory");
+		goto out;
+	}
+	uint64_t body = b.len - HDR_LEN;
+	memcpy(b.data + 28, &body, 8);
+	uint32_t crc = (uint32_t)crc32(0L, b.data, (uInt)b.len);
+	sbuf_put_u32(&b, crc);
+
+	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_MEMORY);
+	if ((rc = save_memory(vm, path, err, errlen)))
+		goto out;
+	/* state last, through a rename: a state file only exists for a complete snapshot */
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, SNAPSHOT_STATE);
+	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_STATE);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || (rc = write_all(fd, b.data, b.len)) || fsync(fd) < 0 || rename(tmp, path) < 0) {
+		rc = rc ? rc : -errno;
+		snprintf(err, errlen, "snapshot: writing %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	sbuf_free(&b);
+	return rc;
+}
+
+int snapshot_open(const char *dir, struct snapshot_file *f, char *err, size_t errlen)
+{
+	char path[4096];
+	struct stat st;
+	int fd, rc = -EINVAL;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_STATE);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "--restore: %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (st.st_size < HDR_LEN + 4 || st.st_size > (256 << 20)) {
+		snprintf(err, errlen, "--restore: %s is truncated or not a cvisor snapshot", path);
+		goto fail;
+	}
+	f->len = (size_t)st.st_size;
+	f->data = malloc(f->len);
+	if (!f->data || pread(fd, f->data, f->len, 0) != (ssize_t)f->len) {
+		snprintf(err, errlen, "--restore: cannot read %s", path);
+		goto fail;
+	}
+	if (memcmp(f->data, MAGIC, 8)) {
+		snprintf(err, errlen, "--restore: %s is not a cvisor snapshot", path);
+		goto fail;
+	}
+	uint32_t format;
+	uint64_t body;
+	memcpy(&format, f->data + 8, 4);
+	memcpy(&body, f->data + 28, 8);
+	if (format != FORMAT || strncmp((char *)f->data + 12, VERSION, 16)) {
+		snprintf(err, errlen, "--restore: the snapshot comes from another cvisor version "
+		         "(%.16s, format %u); this is %s, format %d", (char *)f->data + 12, format,
+		         VERSION, FORMAT);
+		goto fail;
+	}
+	if (body != f->len - HDR_LEN - 4) {
+		snprintf(err, errlen, "--restore: %s is truncated", path);
+		goto fail;
+	}
+	uint32_t crc;
+	memcpy(&crc, f->data + f->len - 4, 4);
+	if (crc != (uint32_t)crc32(0L, f->data, (uInt)(f->len - 4))) {
+		snprintf(err, errlen, "--restore: %s fails its checksum (damaged or tampered with)", path);
+		goto fail;
+	}
+	sbuf_reader(&f->body, f->data + HDR_LEN, body);
+	uint32_t argc = sbuf_get_u32(&f->body);
+	if (f->body.err || argc > 4096) {
+		snprintf(err, errlen, "--restore: %s: bad option list", path);
+		goto fail;
+	}
+	f->argv = calloc(argc + 1, sizeof(char *));
+	if (!f->argv)
+		goto fail;
+	/* strings are copied out so they can be NUL-terminated */
+	for (uint32_t i = 0; i < argc; i++) {
+		uint32_t l = sbuf_get_u32(&f->body);
+		if (f->body.err || l > f->body.len - f->body.pos) {
+			snprintf(err, errlen, "--restore: %s: bad option list", path);
+			goto fail;
+		}
+		f->argv[i] = strndup((char *)f->body.data + f->body.pos, l);
+		f->body.pos += l;
+		if (!f->argv[i])
+			goto fail;
+		f->argc = (int)i + 1;
+	}
+	f->mem_size = sbuf_get_u64(&f->body);
+	f->cpus = sbuf_get_u32(&f->body);
+	if (f->body.err) {
+		snprintf(err, errlen, "--restore: %s is truncated", path);
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_MEMORY);
+	if (stat(path, &st) < 0 || (uint64_t)st.st_size != f->mem_size) {
+		snprintf(err, errlen, "--restore: %s is missing or not %llu bytes", path,
+		         (unsigned long long)f->mem_size);
+		goto fail;
+	}
+	close(fd);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	snapshot_close(f);
+	return rc;
+}
+
+void snapshot_close(struct snapshot_file *f)
+{
+	if (f->argv) {
+		for (int i = 0; i < f->argc; i++)
+			free(f->argv[i]);
+		free(f->argv);
+	}
+	free(f->data);
+	memset(f, 0, sizeof(*f));
+}
+
+int vm_snapshot_load(struct vm *vm, struct snapshot_file *f, char *err, size_t errlen)
+{
+	struct sbuf *in = &f->body;
+	struct dev_ref devs[64];
+	int rc;
+
+	if (f->cpus != vm->cfg->cpus || f->mem_size != vm->mem.size) {
+		snprintf(err, errlen, "--restore: the snapshot has %u vCPUs and %llu MiB; this VM %u and %llu",
+		         f->cpus, (unsigned long long)(f->mem_size >> 20), vm->cfg->cpus,
+		         (unsigned long long)(vm->mem.size >> 20));
+		return -EINVAL;
+	}
+	if ((rc = vm_state_load(&vm->kvm, in, err, errlen)))
+		return rc;
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		if ((rc = vcpu_state_load(&vm->kvm, vm->vcpus[i].fd, in, err, errlen)))
+			return rc;
+	}
+	int n = dev_list(vm, devs, 64);
+	uint32_t saved = sbuf_get_u32(in);
+	if (in->err || saved != (uint32_t)n) {
+		snprintf(err, errlen, "--restore: the snapshot has %u devices, this VM %d (same options?)",
+		         saved, n);
+		return -EINVAL;
+	}
+	for (int i = 0; i < n; i++) {
+		uint32_t l = sbuf_get_u32(in);
+		if (in->err || l >= sizeof(devs[i].name) || l > in->len - in->pos ||
+		    memcmp(in->data + in->pos, devs[i].name, l) || devs[i].name[l]) {
+			snprintf(err, errlen, "--restore: device %d of the snapshot is not %s", i,
+			         devs[i].name);
+			return -EINVAL;
+		}
+		in->pos += l;
+		uint32_t len = sbuf_get_u32(in);
+		if (in->err || len > in->len - in->pos) {
+			snprintf(err, errlen, "--restore: device %s: truncated state", devs[i].name);
+			return -EINVAL;
+		}
+		struct sbuf d;
+		sbuf_reader(&d, in->data + in->pos, len);
+		in->pos += len;
+		if (devs[i].kind == 0) {
+			rc = devs[i].ops->load(devs[i].dev, &d);
+		} else {
+			struct virtio_pci *vp = devs[i].vp;
+			rc = pci_dev_load(&vm->pci, &vp->pdev, &d);
+			if (!rc)
+				rc = virtio_pci_load(vp, &d);
+			/* a device the driver had started starts again (vhost, resubmission) */
+			if (!rc && (vp->vdev.status & VIRTIO_STATUS_DRIVER_OK) && vp->vdev.ops->activate) {
+				pthread_mutex_lock(&vp->vdev.lock);
+				rc = vp->vdev.ops->activate(vp->vdev.priv, &vp->vdev);
+				pthread_mutex_unlock(&vp->vdev.lock);
+			}
+		}
+		if (rc || d.pos != d.len) {
+			snprintf(err, errlen, "--restore: device %s: its saved state does not load",
+			         devs[i].name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,47 @@
+/* Snapshots: DIR/state.bin (versioned, checksummed: configuration, vCPUs,
+ * in-kernel devices, every device's state) and DIR/memory.bin (guest RAM,
+ * sparse: zero pages are holes). Restore maps memory.bin privately, so
+ * restore time does not grow with the guest's size. */
+#ifndef CVISOR_VM_SNAPSHOT_H
+#define CVISOR_VM_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "state/sbuf.h"
+
+#define SNAPSHOT_STATE "state.bin"
+#define SNAPSHOT_MEMORY "memory.bin"
+
+struct vm;
+
+struct snapshot_file {
+	uint8_t *data;
+	size_t len;
+	struct sbuf body; /* reader over the checked body */
+	int argc;
+	char **argv; /* the saved `cvisor run` options (point into data) */
+	uint64_t mem_size;
+	uint32_t cpus;
+};
+
+/* Read DIR/state.bin and check magic, version and checksum; parse the saved
+ * options. -errno with a one-line reason in err. */
+int snapshot_open(const char *dir, struct snapshot_file *f, char *err, size_t errlen);
+/* Free what snapshot_open allocated. */
+void snapshot_close(struct snapshot_file *f);
+/* The options to run a restored VM with: the saved ones, minus lists
+ * (--disk, --net) given again in argv, followed by argv[1..]. *out_argv is
+ * calloc'd (free it; the strings are borrowed). */
+int snapshot_merge_args(const struct snapshot_file *f, int argc, char **argv, int *out_argc,
+                        char ***out_argv);
+/* Whether argv[*i] is --restore (advancing *i past its value). */
+bool snapshot_arg_is_restore(int argc, char **argv, int *i);
+/* Write a snapshot of a paused VM into DIR (created if missing). */
+int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen);
+/* Load vCPU, in-kernel and device state from f into a VM created for restore
+ * (its memory already mapped from memory.bin). */
+int vm_snapshot_load(struct vm *vm, struct snapshot_file *f, char *err, size_t errlen);
+
+#endif
