@@ -4,6 +4,7 @@
 set -eu
 
 build_pkgs="gcc make meson ninja-build pkg-config libcmocka-dev clang libclang-rt-14-dev"
+build_pkgs="$build_pkgs libjson-c-dev libmicrohttpd-dev"
 rig_pkgs="qemu-system-x86 busybox-static cpio e2fsprogs xz-utils zstd gzip kmod"
 
 case "${1:-all}" in

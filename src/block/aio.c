@@ -450,6 +450,17 @@ int aio_submit(struct aio *a, int fd, struct blk_req *req)
 	return 0;
 }
 
+int aio_complete_req(struct aio *a, struct blk_req *req, int64_t res)
+{
+	if (!req->done)
+		return -EINVAL;
+	req->rest_iov = NULL;
+	req->rest_cnt = 0;
+	a->inflight++;
+	aio_complete_later(a, req, res);
+	return 0;
+}
+
 void aio_plug(struct aio *a)
 {
 	a->plugged++;

@@ -41,6 +41,9 @@ bool aio_is_uring(const struct aio *a);
 unsigned aio_inflight(const struct aio *a);
 /* Start req (op, iov, offset, len, flags set) on fd. 0, or -errno and no callback. */
 int aio_submit(struct aio *a, int fd, struct blk_req *req);
+/* Accept req without doing any I/O: done(req, res) runs from the next
+ * aio_poll() (drivers that finish a request synchronously). 0 or -EINVAL. */
+int aio_complete_req(struct aio *a, struct blk_req *req, int64_t res);
 /* Hold submissions back until aio_unplug() to hand a batch to the kernel at once. */
 void aio_plug(struct aio *a);
 /* Submit what was held back by aio_plug(). */

@@ -14,8 +14,6 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 
-#include "util/log.h"
-
 struct virtio_console {
 	struct virtio_dev *vdev;
 	virtio_console_out_fn out;

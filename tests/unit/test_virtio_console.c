@@ -14,7 +14,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -433,6 +436,27 @@ static void test_setup_size_and_term_size(void **state)
 	close(p[1]);
 	assert_int_equal(cols, 7);
 	assert_int_equal(rows, 7);
+
+	/* a terminal: what TIOCSWINSZ set is what we read (what SIGWINCH handling uses) */
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m)) {
+		if (m >= 0)
+			close(m);
+		return; /* no ptys here: nothing more to check */
+	}
+	int s2 = open(ptsname(m), O_RDWR | O_NOCTTY);
+	assert_true(s2 >= 0);
+	struct winsize ws = { .ws_row = 0, .ws_col = 0 };
+	assert_int_equal(ioctl(s2, TIOCSWINSZ, &ws), 0);
+	assert_int_equal(virtio_console_term_size(s2, &cols, &rows), -ENODATA);
+	ws.ws_row = 41;
+	ws.ws_col = 123;
+	assert_int_equal(ioctl(s2, TIOCSWINSZ, &ws), 0);
+	assert_int_equal(virtio_console_term_size(s2, &cols, &rows), 0);
+	assert_int_equal(cols, 123);
+	assert_int_equal(rows, 41);
+	close(s2);
+	close(m);
 	(void)f;
 }
 
