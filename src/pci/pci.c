@@ -50,7 +50,7 @@ uint8_t pci_dev_add_cap(struct pci_dev *d, uint8_t id, uint8_t len)
 		link = &d->cfg[*link + 1];
 	*link = (uint8_t)off;
 	pci_set16(d->cfg + PCI_STATUS, pci_get16(d->cfg + PCI_STATUS) | PCI_STATUS_CAP_LIST);
-	d->cap_end = (uint8_t)(off + len);
+	d->cap_end = (uint16_t)(off + len);
 	return (uint8_t)off;
 }
 

@@ -56,7 +56,7 @@ struct pci_dev {
 	uint8_t wmask[PCI_CFG_SIZE]; /* writable bits, for plain registers */
 	struct pci_bar bars[6];
 	uint8_t slot;
-	uint8_t cap_end; /* where the next capability goes */
+	uint16_t cap_end; /* where the next capability goes (0x100: full) */
 	const char *name;
 	/* called after the guest wrote [off, off+len) (lock held); may be NULL */
 	void (*cfg_written)(struct pci_dev *d, uint32_t off, uint32_t len);

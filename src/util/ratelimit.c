@@ -22,13 +22,18 @@ void ratelimit_init(struct ratelimit *r, uint64_t rate, uint64_t burst)
 static void refill(struct ratelimit *r)
 {
 	uint64_t now = ratelimit_now_ns(), dt = now - r->last_ns;
-	/* tokens = rate * dt / 1e9 without overflow for any sane rate and interval */
-	uint64_t add = dt >= 1000000000ULL ? r->burst
-	                                   : (uint64_t)((__uint128_t)r->rate * dt / 1000000000ULL);
+
+	if (dt >= 1000000000ULL || r->rate >= 1000000000ULL * 1000000ULL) {
+		r->tokens = r->burst; /* a full second (or an absurd rate) fills the bucket */
+		r->last_ns = now;
+		return;
+	}
+	uint64_t add = (uint64_t)((__uint128_t)r->rate * dt / 1000000000ULL);
 	if (add == 0)
 		return;
-	r->tokens = r->tokens + add > r->burst ? r->burst : r->tokens + add;
-	r->last_ns = now;
+	/* advance the clock only by the time those tokens took: fractions carry over */
+	r->last_ns += (uint64_t)((__uint128_t)add * 1000000000ULL / r->rate);
+	r->tokens = add >= r->burst - r->tokens ? r->burst : r->tokens + add;
 }
 
 uint64_t ratelimit_take(struct ratelimit *r, uint64_t want)

@@ -331,17 +331,27 @@ static void vp_bar_mapped(struct pci_dev *d, int i, uint64_t addr, bool mapped)
 
 	if (i != 0)
 		return;
-	for (uint16_t q = 0; q < vp->vdev.ops->num_queues; q++) {
-		uint64_t a = addr + OFF_NOTIFY + (uint64_t)q * NOTIFY_MULT;
-		if (!mapped && vp->ioeventfd_on)
-			kvm_vm_ioeventfd(vp->kvm, a, 2, vp->notify_fd[q], false);
-		if (mapped && kvm_vm_ioeventfd(vp->kvm, a, 2, vp->notify_fd[q], true) < 0) {
+	uint16_t nq = vp->vdev.ops->num_queues;
+	if (!mapped) {
+		for (uint16_t q = 0; q < nq && vp->ioeventfd_on; q++)
+			kvm_vm_ioeventfd(vp->kvm, vp->bar_addr + OFF_NOTIFY + (uint64_t)q * NOTIFY_MULT, 2,
+			                 vp->notify_fd[q], false);
+		vp->ioeventfd_on = false;
+		return;
+	}
+	for (uint16_t q = 0; q < nq; q++) {
+		if (kvm_vm_ioeventfd(vp->kvm, addr + OFF_NOTIFY + (uint64_t)q * NOTIFY_MULT, 2,
+		                     vp->notify_fd[q], true) < 0) {
+			/* all or nothing: take back the ones that took */
+			while (q--)
+				kvm_vm_ioeventfd(vp->kvm, addr + OFF_NOTIFY + (uint64_t)q * NOTIFY_MULT, 2,
+				                 vp->notify_fd[q], false);
 			log_debug("%s: no ioeventfd; notifications take the slow path", d->name);
-			mapped = false;
-			break;
+			vp->ioeventfd_on = false;
+			return;
 		}
 	}
-	vp->ioeventfd_on = mapped;
+	vp->ioeventfd_on = true;
 	vp->bar_addr = addr;
 }
 
@@ -376,6 +386,8 @@ int virtio_pci_create(struct pci_bus *pb, struct kvm_vm *k, struct evloop *loop,
 		return -ENOMEM;
 	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		vp->notify_fd[q] = -1;
+	for (int v = 0; v < MSIX_MAX_VECTORS; v++)
+		vp->msix.fd[v] = -1; /* nothing to close if we fail before msix_init */
 	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES ||
 	    ops->num_queues + 1 > MSIX_MAX_VECTORS || ops->config_size > 0x1000) {
 		rc = -EINVAL;
@@ -484,23 +496,43 @@ int virtio_pci_load(struct virtio_pci *vp, struct sbuf *in)
 	uint64_t gf = sbuf_get_u64(in);
 	uint8_t status = sbuf_get_u8(in), gen = sbuf_get_u8(in);
 	uint32_t mc = sbuf_get_u32(in), nq = sbuf_get_u32(in);
-	if (in->err || nq != vd->ops->num_queues || (gf & ~vd->host_features) ||
+	/* a driver may have written bits it was not offered before FEATURES_OK (it is
+	 * then refused); once FEATURES_OK is set they can only be offered ones */
+	if (in->err || nq != vd->ops->num_queues ||
+	    ((status & VIRTIO_STATUS_FEATURES_OK) && (gf & ~vd->host_features)) ||
 	    (mc != MSIX_NO_VECTOR && mc >= vp->msix.nvec))
+		goto out;
+	/* everything is decoded into copies first: a refused load changes nothing */
+	struct virtq *qs = calloc(nq, sizeof(*qs));
+	uint16_t vec[VIRTIO_MAX_QUEUES];
+	if (!qs)
 		goto out;
 	for (uint16_t q = 0; q < nq; q++) {
 		uint32_t v = sbuf_get_u32(in);
+		qs[q].mem = vd->mem;
 		if (in->err || (v != MSIX_NO_VECTOR && v >= vp->msix.nvec) ||
-		    virtq_load(&vd->vqs[q], in) < 0)
+		    virtq_load(&qs[q], in) < 0 || qs[q].size > vd->ops->queue_max) {
+			free(qs);
 			goto out;
-		vp->queue_vector[q] = (uint16_t)v;
+		}
+		vec[q] = (uint16_t)v;
 	}
-	if (msix_load(&vp->msix, in) < 0 || (vd->ops->load && vd->ops->load(vd->priv, in) < 0))
+	if (msix_load(&vp->msix, in) < 0 || (vd->ops->load && vd->ops->load(vd->priv, in) < 0)) {
+		free(qs);
 		goto out;
+	}
+	memcpy(vd->vqs, qs, nq * sizeof(*qs));
+	memcpy(vp->queue_vector, vec, nq * sizeof(vec[0]));
+	free(qs);
 	vd->guest_features = gf;
 	vd->status = status;
 	vd->config_gen = gen;
 	vp->msix_config = (uint16_t)mc;
 	rc = 0;
+	/* a device its driver had started starts again (vhost set-up, resubmission) */
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_NEEDS_RESET) &&
+	    vd->ops->activate && vd->ops->activate(vd->priv, vd) < 0)
+		virtio_set_needs_reset(vd, "device could not restart after a restore");
 out:
 	pthread_mutex_unlock(&vd->lock);
 	return rc;

@@ -277,7 +277,8 @@ int virtq_load(struct virtq *q, struct sbuf *in)
 	n.used_gpa = sbuf_get_u64(in);
 	uint8_t fl = sbuf_get_u8(in);
 	uint32_t last_avail = sbuf_get_u32(in), used = sbuf_get_u32(in), sig = sbuf_get_u32(in);
-	if (in->err || size > VIRTQ_MAX_SIZE || (size & (size - 1)) || last_avail > 0xffff ||
+	/* a disabled queue may hold whatever size the driver wrote; virtq_start judges it */
+	if (in->err || size > VIRTQ_MAX_SIZE || ((fl & 1) && (size & (size - 1))) || last_avail > 0xffff ||
 	    used > 0xffff || sig > 0xffff || (fl & ~0x3f))
 		return -EINVAL;
 	n.size = (uint16_t)size;

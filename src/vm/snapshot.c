@@ -442,13 +442,7 @@ int vm_snapshot_load(struct vm *vm, struct snapshot_file *f, char *err, size_t e
 			struct virtio_pci *vp = devs[i].vp;
 			rc = pci_dev_load(&vm->pci, &vp->pdev, &d);
 			if (!rc)
-				rc = virtio_pci_load(vp, &d);
-			/* a device the driver had started starts again (vhost, resubmission) */
-			if (!rc && (vp->vdev.status & VIRTIO_STATUS_DRIVER_OK) && vp->vdev.ops->activate) {
-				pthread_mutex_lock(&vp->vdev.lock);
-				rc = vp->vdev.ops->activate(vp->vdev.priv, &vp->vdev);
-				pthread_mutex_unlock(&vp->vdev.lock);
-			}
+				rc = virtio_pci_load(vp, &d); /* restarts the device if it was running */
 		}
 		if (rc || d.pos != d.len) {
 			snprintf(err, errlen, "--restore: device %s: its saved state does not load",

@@ -278,7 +278,7 @@ static void test_unknown_and_positional(void **state)
 
 static void test_later_milestone_options(void **state)
 {
-	static const char *const later[] = { "--api-socket", "--restore", "--incoming" };
+	static const char *const later[] = { "--incoming" };
 	char eqform[64];
 
 	(void)state;
@@ -288,6 +288,22 @@ static void test_later_milestone_options(void **state)
 		snprintf(eqform, sizeof(eqform), "%s=path=/x", later[i]);
 		expect_error("not supported", "--kernel", "k", eqform, NULL);
 	}
+}
+
+static void test_api_and_restore(void **state)
+{
+	struct vm_config cfg;
+	char err[256];
+	char *argv[] = { "run", "--kernel", "k", "--api-socket", "/tmp/a.sock", "--restore", "/snap", NULL };
+
+	(void)state;
+	assert_int_equal(config_parse_run(&cfg, 7, argv, err, sizeof(err)), 0);
+	assert_string_equal(cfg.api_socket, "/tmp/a.sock");
+	assert_string_equal(cfg.restore_dir, "/snap");
+	/* with --restore, --kernel comes from the snapshot */
+	char *argv2[] = { "run", "--restore", "/snap", NULL };
+	assert_int_equal(config_parse_run(&cfg, 3, argv2, err, sizeof(err)), 0);
+	assert_null(cfg.kernel);
 }
 
 static void test_disks(void **state)
@@ -411,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_missing_value),
 		cmocka_unit_test(test_unknown_and_positional),
 		cmocka_unit_test(test_later_milestone_options),
+		cmocka_unit_test(test_api_and_restore),
 		cmocka_unit_test(test_disks),
 		cmocka_unit_test(test_rng),
 		cmocka_unit_test(test_device_options),

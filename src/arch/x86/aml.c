@@ -75,7 +75,9 @@ void aml_name(struct aml *a, const char *path)
 		if (*path == '.')
 			path++;
 	}
-	if (n == 2) {
+	if (n == 0) {
+		aml_bytes(a, "", 1); /* NullName: "\\" alone is the root scope */
+	} else if (n == 2) {
 		aml_bytes(a, "\x2e", 1); /* DualNamePrefix */
 	} else if (n > 2) {
 		uint8_t mp[2] = { 0x2f, (uint8_t)n }; /* MultiNamePrefix */
