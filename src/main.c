@@ -11,6 +11,7 @@
 #include "util/term.h"
 #include "vm/config.h"
 #include "vm/console.h"
+#include "vm/migrate.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 #include "vm/vm_api.h"
@@ -35,6 +36,8 @@ static int cmd_run(int argc, char **argv)
 
 	struct snapshot_file snap = { 0 };
 	struct api_server *api = NULL;
+	struct guest_mem inmem = { 0 };
+	int conn = -1;
 	char **merged = NULL;
 
 	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) < 0) {
@@ -58,6 +61,22 @@ static int cmd_run(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		cfg.restore = &snap;
+	} else if (cfg.incoming) {
+		/* live migration: the configuration and RAM come over the wire */
+		int margc;
+		if (migrate_incoming(cfg.incoming, argc, argv, &inmem, &snap, &margc, &merged, &conn,
+		                     err, sizeof(err)) < 0 ||
+		    config_parse_run(&cfg, margc, merged, err, sizeof(err)) < 0) {
+			log_error("%s", err);
+			if (conn >= 0)
+				migrate_incoming_reply(conn, false, err);
+			mem_free(&inmem);
+			snapshot_close(&snap);
+			free(merged);
+			return EXIT_RUNTIME;
+		}
+		cfg.restore = &snap;
+		cfg.incoming_mem = &inmem;
 	}
 	log_level = 1 + cfg.verbose;
 	signal(SIGPIPE, SIG_IGN);
@@ -76,8 +95,18 @@ static int cmd_run(int argc, char **argv)
 		if (vm_create(&cfg, &con, &vm, err, sizeof(err)) < 0) {
 			log_error("%s", err);
 			status = boots ? EXIT_RUNTIME : EXIT_USAGE;
+			if (conn >= 0) { /* the source keeps its VM */
+				migrate_incoming_reply(conn, false, err);
+				status = EXIT_RUNTIME;
+			}
 			break;
 		}
+		if (conn >= 0) {
+			migrate_incoming_reply(conn, true, NULL);
+			conn = -1;
+			log_info("migration received: the VM runs here now");
+		}
+		cfg.incoming_mem = NULL;
 		/* the API socket outlives guest resets: detach from the old VM's loop,
 		 * attach to the new one's */
 		struct api_backend be;

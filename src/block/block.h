@@ -87,7 +87,14 @@ struct blk_driver {
 	/* Make [off, off + len) read back as zeroes; unmap allows deallocating it. */
 	int (*write_zeroes)(struct blk_disk *d, struct blk_req *req, uint64_t off, uint64_t len,
 	                    bool unmap);
+	/* Drop (locked=false) or take back (true) the image lock while the disk
+	 * stays open: live migration hands images over at switch-over. NULL when
+	 * the driver cannot; -EBUSY when someone else took the image meanwhile. */
+	int (*set_locked)(struct blk_disk *d, bool locked);
 };
+
+/* Change an open image file's OFD lock: unlock, or the read/write lock again. */
+int blk_file_set_locked(int fd, bool readonly, bool locked);
 
 /* What every driver's disk starts with. */
 struct blk_disk {

@@ -219,6 +219,18 @@ static int raw_write_zeroes(struct blk_disk *d, struct blk_req *req, uint64_t of
 	return raw_range(d, req, BLK_OP_WRITE_ZEROES, off, len, unmap ? BLK_REQ_UNMAP : 0);
 }
 
+int blk_file_set_locked(int fd, bool readonly, bool locked)
+{
+	struct flock fl = { .l_type = !locked ? F_UNLCK : readonly ? F_RDLCK : F_WRLCK,
+		            .l_whence = SEEK_SET };
+	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+static int raw_set_locked(struct blk_disk *d, bool locked)
+{
+	return blk_file_set_locked(raw_of(d)->fd, d->readonly, locked);
+}
+
 const struct blk_driver blk_raw_driver = {
 	.name = "raw",
 	.open = raw_open,
@@ -229,4 +241,5 @@ const struct blk_driver blk_raw_driver = {
 	.flush = raw_flush,
 	.discard = raw_discard,
 	.write_zeroes = raw_write_zeroes,
+	.set_locked = raw_set_locked,
 };

@@ -250,3 +250,19 @@ int kvm_vm_msi_route_set(struct kvm_vm *k, uint32_t gsi, uint64_t addr, uint32_t
 	pthread_mutex_unlock(&k->route_lock);
 	return rc;
 }
+
+int kvm_vm_set_dirty_log(struct kvm_vm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+                         bool on)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = slot, .flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0, .guest_phys_addr = gpa,
+		.memory_size = size, .userspace_addr = (uintptr_t)hva,
+	};
+	return ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
+}
+
+int kvm_vm_get_dirty_log(struct kvm_vm *k, uint32_t slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log d = { .slot = slot, .dirty_bitmap = bitmap };
+	return ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &d) < 0 ? -errno : 0;
+}

@@ -44,6 +44,11 @@ int kvm_vm_open(struct kvm_vm *k, char *err, size_t errlen);
 void kvm_vm_close(struct kvm_vm *k);
 /* Map guest memory [gpa, gpa+size) to hva in slot. 0 or -errno. */
 int kvm_vm_set_memory(struct kvm_vm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
+/* Turn dirty-page logging of a memory slot on or off (re-registers it). */
+int kvm_vm_set_dirty_log(struct kvm_vm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+                         bool on);
+/* Fetch and clear slot's dirty bitmap (one bit per 4 KiB page). 0 or -errno. */
+int kvm_vm_get_dirty_log(struct kvm_vm *k, uint32_t slot, uint64_t *bitmap);
 /* Drive interrupt line gsi of the in-kernel irqchip. */
 int kvm_vm_irq_line(struct kvm_vm *k, uint32_t gsi, int level);
 /* Create vCPU id; returns its fd and mapped kvm_run. 0 or -errno. */

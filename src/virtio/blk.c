@@ -1146,3 +1146,10 @@ out:
 	free(val);
 	return rc;
 }
+
+int virtio_blk_set_locked(struct virtio_blk *vb, bool locked)
+{
+	if (!vb->disk->drv->set_locked)
+		return -ENOTSUP;
+	return vb->disk->drv->set_locked(vb->disk, locked);
+}

@@ -121,6 +121,9 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
                       struct evloop *loop, char *err, size_t errlen);
 /* Wait for in-flight I/O, unlock and close the image, free the device. */
 void virtio_blk_destroy(struct virtio_blk *vb);
+/* Release (locked=false) or take back the image lock, the disk staying open
+ * (live migration's switch-over). -ENOTSUP if the format cannot. */
+int virtio_blk_set_locked(struct virtio_blk *vb, bool locked);
 /* Capacity in 512-byte sectors. */
 uint64_t virtio_blk_capacity(const struct virtio_blk *vb);
 /* Requests taken from the queue whose status has not been written yet. */

@@ -150,6 +150,7 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 		if (d.flags & VIRTQ_DESC_F_WRITE) {
 			e->in_num++;
 			in_len += d.len;
+			mem_mark_dirty(q->mem, d.addr, d.len);
 		} else {
 			if (e->in_num)
 				return virtq_break(q, "device-readable buffer after a writable one");
@@ -173,6 +174,7 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	q->last_avail++;
 	if (q->event_idx && !q->no_notify)
 		st16(avail_event(q), q->last_avail);
+	mem_mark_dirty(q->mem, q->used_gpa, 6 + 8ULL * q->size); /* used ring: ours to write */
 	return 1;
 }
 

@@ -21,7 +21,7 @@ void config_usage(void *stream)
 }
 
 /* Options of later milestones: known names, refused with a clear message. */
-static const char *const later_opts[] = { "--incoming", NULL };
+static const char *const later_opts[] = { NULL };
 
 static int parse_serial(struct vm_config *cfg, const char *v, char *err, size_t errlen)
 {
@@ -100,7 +100,7 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 		static const char *const known[] = { "--kernel", "--initrd", "--cmdline", "--name",
 			                             "--cpus", "--memory", "--serial", "--on-reboot",
 			                             "--disk", "--net", "--console", "--vsock",
-			                             "--api-socket", "--restore", NULL };
+			                             "--api-socket", "--restore", "--incoming", NULL };
 		int k = 0;
 		while (known[k] && strcmp(opt, known[k]))
 			k++;
@@ -134,6 +134,8 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 				return -EINVAL;
 			}
 			cfg->console_virtio = true;
+		} else if (!strcmp(opt, "--incoming")) {
+			cfg->incoming = val;
 		} else if (!strcmp(opt, "--restore")) {
 			cfg->restore_dir = val;
 		} else if (!strcmp(opt, "--vsock")) {
@@ -198,7 +200,7 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 			}
 		}
 	}
-	if (!cfg->kernel && !cfg->restore_dir) {
+	if (!cfg->kernel && !cfg->restore_dir && !cfg->incoming) {
 		snprintf(err, errlen, "--kernel PATH is required");
 		return -EINVAL;
 	}

@@ -14,6 +14,7 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
 
 struct snapshot_file;
+struct guest_mem;
 
 #define CONFIG_MAX_DISKS 16
 #define CONFIG_MAX_NETS 8
@@ -41,6 +42,8 @@ struct vm_config {
 	const char *vsock_opts;   /* --vsock OPTS or NULL (no vsock) */
 	const char *restore_dir;  /* --restore DIR: boot from a snapshot instead of a kernel */
 	struct snapshot_file *restore; /* opened by the caller when restore_dir is set */
+	const char *incoming;          /* --incoming tcp:HOST:PORT: receive a live migration */
+	struct guest_mem *incoming_mem; /* RAM received by the caller, taken over by the VM */
 	int argc;                 /* the options as given (kept in snapshots) */
 	char **argv;
 	const char *api_socket;   /* --api-socket PATH or NULL (no API) */

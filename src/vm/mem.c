@@ -85,6 +85,18 @@ int mem_write(const struct guest_mem *m, uint64_t gpa, const void *buf, size_t l
 	return 0;
 }
 
+void mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	uint64_t *bits = atomic_load_explicit(&((struct guest_mem *)m)->dev_dirty, memory_order_acquire);
+	uint8_t *p;
+
+	if (!bits || !len || !(p = mem_ptr(m, gpa, len)))
+		return;
+	uint64_t first = (uint64_t)(p - m->base) >> 12, last = (uint64_t)(p - m->base + len - 1) >> 12;
+	for (uint64_t pg = first; pg <= last; pg++)
+		__atomic_fetch_or(&bits[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+}
+
 uint64_t mem_low_end(const struct guest_mem *m)
 {
 	return m->nr_regions ? m->regions[0].len : 0;

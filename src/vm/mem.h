@@ -5,6 +5,7 @@
 #define CVISOR_VM_MEM_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define MEM_MAX_REGIONS 2
@@ -21,7 +22,14 @@ struct guest_mem {
 	struct mem_region regions[MEM_MAX_REGIONS];
 	int nr_regions;
 	int owned; /* mapping made by mem_init, unmapped by mem_free */
+	/* Pages the VMM's devices may have written (live migration), one bit per
+	 * 4 KiB of the host mapping; NULL when nobody tracks. KVM's dirty log only
+	 * sees the vCPUs' writes. */
+	_Atomic(uint64_t *) dev_dirty;
 };
+
+/* Note that a device may write [gpa, gpa+len) (no-op unless tracking). */
+void mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 
 /* Map size bytes of anonymous memory and lay it out: RAM below low_limit from
  * gpa 0, the rest from 4 GiB. 0 or -errno. */

@@ -101,7 +101,7 @@ static bool arg_named(const char *a, const char *name)
 
 bool snapshot_arg_is_restore(int argc, char **argv, int *i)
 {
-	if (!arg_named(argv[*i], "--restore"))
+	if (!arg_named(argv[*i], "--restore") && !arg_named(argv[*i], "--incoming"))
 		return false;
 	if (!strchr(argv[*i], '=') && *i + 1 < argc)
 		(*i)++;
@@ -204,25 +204,19 @@ out:
 	return rc;
 }
 
-int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errlen)
 {
 	struct sbuf b = { 0 };
 	struct dev_ref devs[64];
-	char path[4096], tmp[4096];
-	int rc, fd = -1;
+	int rc;
 
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
-		return -errno;
-	}
-	drain_io(vm);
 	/* header; body length patched below */
 	uint8_t hdr[HDR_LEN] = { 0 };
 	memcpy(hdr, MAGIC, 8);
 	hdr[8] = FORMAT;
 	memcpy(hdr + 12, VERSION, sizeof(VERSION) - 1);
 	sbuf_put(&b, hdr, sizeof(hdr));
-	/* the options as given, minus --restore (the snapshot is the restore) */
+	/* the options as given, minus --restore/--incoming (the snapshot is the source) */
 	int nargs = 0;
 	for (int i = 0; i < vm->cfg->argc; i++)
 		nargs += !snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &i);
@@ -271,7 +265,27 @@ int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 	memcpy(b.data + 28, &body, 8);
 	uint32_t crc = (uint32_t)crc32(0L, b.data, (uInt)b.len);
 	sbuf_put_u32(&b, crc);
+	rc = b.err;
+	*out = b;
+	return rc;
+out:
+	sbuf_free(&b);
+	return rc;
+}
 
+int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	struct sbuf b = { 0 };
+	char path[4096], tmp[4096];
+	int rc, fd = -1;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	drain_io(vm);
+	if ((rc = snapshot_build_state(vm, &b, err, errlen)))
+		return rc;
 	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_MEMORY);
 	if ((rc = save_memory(vm, path, err, errlen)))
 		goto out;
@@ -292,10 +306,76 @@ out:
 	return rc;
 }
 
+int snapshot_parse(struct snapshot_file *f, uint8_t *data, size_t len, char *err,
+                   size_t errlen)
+{
+	const char *what = "the snapshot";
+
+	memset(f, 0, sizeof(*f));
+	f->data = data; /* owned from here on */
+	f->len = len;
+	if (len < HDR_LEN + 4 || memcmp(f->data, MAGIC, 8)) {
+		snprintf(err, errlen, "%s is truncated or not a cvisor snapshot", what);
+		goto fail;
+	}
+	uint32_t format;
+	uint64_t body;
+	memcpy(&format, f->data + 8, 4);
+	memcpy(&body, f->data + 28, 8);
+	if (format != FORMAT || strncmp((char *)f->data + 12, VERSION, 16)) {
+		snprintf(err, errlen, "%s comes from another cvisor version (%.16s, format %u); this is %s, "
+		         "format %d", what, (char *)f->data + 12, format, VERSION, FORMAT);
+		goto fail;
+	}
+	if (body != f->len - HDR_LEN - 4) {
+		snprintf(err, errlen, "%s is truncated", what);
+		goto fail;
+	}
+	uint32_t crc;
+	memcpy(&crc, f->data + f->len - 4, 4);
+	if (crc != (uint32_t)crc32(0L, f->data, (uInt)(f->len - 4))) {
+		snprintf(err, errlen, "%s fails its checksum (damaged or tampered with)", what);
+		goto fail;
+	}
+	sbuf_reader(&f->body, f->data + HDR_LEN, body);
+	uint32_t argc = sbuf_get_u32(&f->body);
+	if (f->body.err || argc > 4096) {
+		snprintf(err, errlen, "%s: bad option list", what);
+		goto fail;
+	}
+	f->argv = calloc(argc + 1, sizeof(char *));
+	if (!f->argv)
+		goto fail;
+	/* strings are copied out so they can be NUL-terminated */
+	for (uint32_t i = 0; i < argc; i++) {
+		uint32_t l = sbuf_get_u32(&f->body);
+		if (f->body.err || l > f->body.len - f->body.pos) {
+			snprintf(err, errlen, "%s: bad option list", what);
+			goto fail;
+		}
+		f->argv[i] = strndup((char *)f->body.data + f->body.pos, l);
+		f->body.pos += l;
+		if (!f->argv[i])
+			goto fail;
+		f->argc = (int)i + 1;
+	}
+	f->mem_size = sbuf_get_u64(&f->body);
+	f->cpus = sbuf_get_u32(&f->body);
+	if (f->body.err) {
+		snprintf(err, errlen, "%s is truncated", what);
+		goto fail;
+	}
+	return 0;
+fail:
+	snapshot_close(f);
+	return -EINVAL;
+}
+
 int snapshot_open(const char *dir, struct snapshot_file *f, char *err, size_t errlen)
 {
-	char path[4096];
+	char path[4096], why[400];
 	struct stat st;
+	uint8_t *data = NULL;
 	int fd, rc = -EINVAL;
 
 	memset(f, 0, sizeof(*f));
@@ -310,68 +390,21 @@ int snapshot_open(const char *dir, struct snapshot_file *f, char *err, size_t er
 		snprintf(err, errlen, "--restore: %s is truncated or not a cvisor snapshot", path);
 		goto fail;
 	}
-	f->len = (size_t)st.st_size;
-	f->data = malloc(f->len);
-	if (!f->data || pread(fd, f->data, f->len, 0) != (ssize_t)f->len) {
+	data = malloc((size_t)st.st_size);
+	if (!data || pread(fd, data, (size_t)st.st_size, 0) != st.st_size) {
 		snprintf(err, errlen, "--restore: cannot read %s", path);
+		free(data);
 		goto fail;
 	}
-	if (memcmp(f->data, MAGIC, 8)) {
-		snprintf(err, errlen, "--restore: %s is not a cvisor snapshot", path);
-		goto fail;
-	}
-	uint32_t format;
-	uint64_t body;
-	memcpy(&format, f->data + 8, 4);
-	memcpy(&body, f->data + 28, 8);
-	if (format != FORMAT || strncmp((char *)f->data + 12, VERSION, 16)) {
-		snprintf(err, errlen, "--restore: the snapshot comes from another cvisor version "
-		         "(%.16s, format %u); this is %s, format %d", (char *)f->data + 12, format,
-		         VERSION, FORMAT);
-		goto fail;
-	}
-	if (body != f->len - HDR_LEN - 4) {
-		snprintf(err, errlen, "--restore: %s is truncated", path);
-		goto fail;
-	}
-	uint32_t crc;
-	memcpy(&crc, f->data + f->len - 4, 4);
-	if (crc != (uint32_t)crc32(0L, f->data, (uInt)(f->len - 4))) {
-		snprintf(err, errlen, "--restore: %s fails its checksum (damaged or tampered with)", path);
-		goto fail;
-	}
-	sbuf_reader(&f->body, f->data + HDR_LEN, body);
-	uint32_t argc = sbuf_get_u32(&f->body);
-	if (f->body.err || argc > 4096) {
-		snprintf(err, errlen, "--restore: %s: bad option list", path);
-		goto fail;
-	}
-	f->argv = calloc(argc + 1, sizeof(char *));
-	if (!f->argv)
-		goto fail;
-	/* strings are copied out so they can be NUL-terminated */
-	for (uint32_t i = 0; i < argc; i++) {
-		uint32_t l = sbuf_get_u32(&f->body);
-		if (f->body.err || l > f->body.len - f->body.pos) {
-			snprintf(err, errlen, "--restore: %s: bad option list", path);
-			goto fail;
-		}
-		f->argv[i] = strndup((char *)f->body.data + f->body.pos, l);
-		f->body.pos += l;
-		if (!f->argv[i])
-			goto fail;
-		f->argc = (int)i + 1;
-	}
-	f->mem_size = sbuf_get_u64(&f->body);
-	f->cpus = sbuf_get_u32(&f->body);
-	if (f->body.err) {
-		snprintf(err, errlen, "--restore: %s is truncated", path);
+	if (snapshot_parse(f, data, (size_t)st.st_size, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "--restore: %s: %s", path, why);
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_MEMORY);
 	if (stat(path, &st) < 0 || (uint64_t)st.st_size != f->mem_size) {
 		snprintf(err, errlen, "--restore: %s is missing or not %llu bytes", path,
 		         (unsigned long long)f->mem_size);
+		snapshot_close(f);
 		goto fail;
 	}
 	close(fd);
@@ -379,7 +412,6 @@ int snapshot_open(const char *dir, struct snapshot_file *f, char *err, size_t er
 fail:
 	if (fd >= 0)
 		close(fd);
-	snapshot_close(f);
 	return rc;
 }
 

@@ -38,6 +38,11 @@ int snapshot_merge_args(const struct snapshot_file *f, int argc, char **argv, in
                         char ***out_argv);
 /* Whether argv[*i] is --restore (advancing *i past its value). */
 bool snapshot_arg_is_restore(int argc, char **argv, int *i);
+/* Build the whole state file of a paused VM (header, body, checksum) in *out. */
+int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errlen);
+/* Check and parse a state file image (takes ownership of data, malloc'd). */
+int snapshot_parse(struct snapshot_file *f, uint8_t *data, size_t len, char *err,
+                   size_t errlen);
 /* Write a snapshot of a paused VM into DIR (created if missing). */
 int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen);
 /* Load vCPU, in-kernel and device state from f into a VM created for restore

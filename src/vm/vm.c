@@ -7,6 +7,7 @@
  * then stops the vCPUs with immediate_exit plus a signal and joins them. */
 #include "vm/vm.h"
 #include "vm/vm_internal.h"
+#include "vm/migrate.h"
 #include "vm/snapshot.h"
 
 #include <errno.h>
@@ -62,6 +63,7 @@ const char *vm_exit_name(enum vm_exit e)
 	case VM_EXIT_POWEROFF: return "power-off";
 	case VM_EXIT_REBOOT: return "reboot";
 	case VM_EXIT_STOPPED: return "stopped";
+	case VM_EXIT_MIGRATED: return "migrated";
 	case VM_EXIT_ERROR: return "error";
 	default: return "none";
 	}
@@ -197,7 +199,12 @@ static int vm_add_devices(struct vm *vm)
 static int vm_setup_memory(struct vm *vm, char *err, size_t errlen)
 {
 	int rc;
-	if (vm->cfg->restore) {
+	if (vm->cfg->incoming_mem) {
+		/* live migration: RAM arrived already; the VM takes it over */
+		vm->mem = *vm->cfg->incoming_mem;
+		memset(vm->cfg->incoming_mem, 0, sizeof(*vm->cfg->incoming_mem));
+		rc = 0;
+	} else if (vm->cfg->restore) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", vm->cfg->restore_dir, SNAPSHOT_MEMORY);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -483,6 +490,7 @@ void vm_destroy(struct vm *vm)
 	}
 	unmap_file(&vm->kernel);
 	unmap_file(&vm->initrd);
+	vm_migrate_destroy(vm);
 	for (unsigned i = 0; i < vm->nr_vdevs; i++)
 		virtio_pci_destroy(vm->vdevs[i]);
 	virtio_rng_destroy(vm->rng);
@@ -603,6 +611,12 @@ static void *vcpu_thread(void *arg)
 		struct vm *vm = c->vm;
 		pthread_mutex_lock(&vm->pause_lock);
 		if (vm->paused) {
+			/* An I/O or MMIO exit completes only on the next KVM_RUN: enter once
+			 * with immediate_exit set so the saved state is consistent. */
+			pthread_mutex_unlock(&vm->pause_lock);
+			c->run->immediate_exit = 1;
+			ioctl(c->fd, KVM_RUN, 0);
+			pthread_mutex_lock(&vm->pause_lock);
 			vm->nr_parked++;
 			pthread_cond_broadcast(&vm->parked);
 			while (vm->paused && !atomic_load(&vm->stopping))
@@ -614,6 +628,13 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&vm->pause_lock);
+		/* live migration's auto-converge: give up pct% of the CPU (the
+		 * migration thread kicks vCPUs out of KVM_RUN every 10 ms) */
+		unsigned pct = atomic_load_explicit(&vm->throttle_pct, memory_order_relaxed);
+		if (pct) {
+			struct timespec ts = { 0, (long)pct * 100000L };
+			nanosleep(&ts, NULL);
+		}
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -819,6 +840,11 @@ void vm_power_button(struct vm *vm)
 void vm_request_stop(struct vm *vm)
 {
 	vm_request_exit(vm, VM_EXIT_STOPPED);
+}
+
+void vm_request_migrated(struct vm *vm)
+{
+	vm_request_exit(vm, VM_EXIT_MIGRATED);
 }
 
 /* Prometheus text: exits by reason and vCPU time per vCPU, uptime, state. */

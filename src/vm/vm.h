@@ -17,6 +17,7 @@ enum vm_exit {
 	VM_EXIT_POWEROFF, /* ACPI S5 or a KVM shutdown event */
 	VM_EXIT_REBOOT,   /* i8042 reset, ACPI reset register, triple fault */
 	VM_EXIT_STOPPED,  /* SIGTERM/SIGINT/SIGHUP or the console's quit key */
+	VM_EXIT_MIGRATED, /* handed over to a live-migration destination */
 	VM_EXIT_ERROR,    /* the VM cannot go on (KVM internal error, entry failure) */
 };
 
@@ -40,6 +41,8 @@ bool vm_is_paused(struct vm *vm);
 void vm_power_button(struct vm *vm);
 /* End the VM now, as SIGTERM does. */
 void vm_request_stop(struct vm *vm);
+/* End the VM: a migration destination took over. */
+void vm_request_migrated(struct vm *vm);
 /* Append the VM's metrics in Prometheus text format. */
 void vm_metrics(struct vm *vm, struct sbuf *out);
 /* Nanoseconds since the vCPUs started. */

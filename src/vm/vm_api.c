@@ -15,6 +15,7 @@
 #include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
+#include "vm/migrate.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 #include "vm/vm_internal.h"
@@ -84,6 +85,7 @@ static int api_info(void *opaque, struct json_object *out, char *err, size_t err
 	}
 	if (devs)
 		json_object_object_add(out, "devices", devs);
+	vm_migrate_info(vm, out);
 	return 0;
 }
 
@@ -187,6 +189,19 @@ static int api_snapshot(void *opaque, const char *path, char *err, size_t errlen
 	return rc;
 }
 
+static int api_migrate(void *opaque, const char *to, char *err, size_t errlen)
+{
+	return vm_migrate_start(opaque, to, 0, err, errlen);
+}
+
+static int api_migrate_cancel(void *opaque, char *err, size_t errlen)
+{
+	int rc = vm_migrate_cancel(opaque);
+	if (rc == -EALREADY)
+		snprintf(err, errlen, "no migration is running");
+	return rc;
+}
+
 void vm_api_backend(struct vm *vm, struct api_backend *b)
 {
 	*b = (struct api_backend){
@@ -199,5 +214,7 @@ void vm_api_backend(struct vm *vm, struct api_backend *b)
 		.balloon = api_balloon,
 		.metrics = api_metrics,
 		.snapshot = api_snapshot,
+		.migrate = api_migrate,
+		.migrate_cancel = api_migrate_cancel,
 	};
 }

@@ -22,6 +22,8 @@
 #include "vm/evloop.h"
 #include "vm/mem.h"
 
+struct migration;
+
 struct file_map {
 	uint8_t *p;
 	size_t len;
@@ -79,6 +81,8 @@ struct vm {
 	unsigned nr_parked;
 	struct kvm_clock_data clock; /* guest clock frozen while paused */
 	uint64_t start_ns;
+	_Atomic unsigned throttle_pct;  /* auto-converge: share of each 10 ms the vCPUs sleep */
+	struct migration *migration;   /* outgoing live migration, or NULL */
 };
 
 #endif

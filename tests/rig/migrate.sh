@@ -1,0 +1,97 @@
+#!/bin/sh
+# Live migration between two cvisor processes over loopback: a guest keeping 32 MiB of
+# random data in RAM and ticking every second (with a disk) moves to a new process:
+# the counter goes on with the same checksum, the disk stays writable, the source
+# exits 0. A cancelled migration and a killed destination leave the source running.
+# timeout: 900
+set -eu
+. "${RIG_LIB:-$(dirname "$0")/lib.sh}"
+: "${DISK_EXT4:?}"
+disk=$TMPDIR/disk.img
+cp "$DISK_EXT4" "$disk"
+api=$TMPDIR/api.sock
+log=$TMPDIR/src.log
+ctl() { "$CVISOR" ctl --api-socket "$api" "$@"; }
+mig_state() { ctl info 2>/dev/null | tr -d ' \n' | grep -o '"migration":{"state":"[a-z]*"' | cut -d'"' -f6; }
+
+shell_start "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --disk "path=$disk" \
+	--api-socket "$api" --cmdline "console=ttyS0 mode=shell"
+out=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null && md5sum </dev/shm/blob | cut -c1-32" 120)
+sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
+[ ${#sum0} = 32 ] || { show_console "$log"; fail "guest set-up failed"; }
+shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
+wait_for "$log" "TICK 2 " 60 || fail "no ticks"
+src_pid=$CVISOR_PID
+check "source ticking, data md5 $sum0"
+
+# 1. a destination that is killed mid-way: the source goes on
+"$CVISOR" run --incoming tcp:127.0.0.1:7001 --serial none >"$TMPDIR/d0.log" 2>&1 &
+d0=$!
+sleep 1
+ctl migrate tcp:127.0.0.1:7001 >/dev/null || fail "migrate request refused"
+sleep 0.3
+kill -9 $d0 2>/dev/null || true
+wait $d0 2>/dev/null || true
+i=0
+while [ "$(mig_state)" = active ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+alive "$src_pid" || { show_console "$log"; fail "the source died with its destination"; }
+n=$(count_of "$log" "^TICK")
+wait_for "$log" "TICK $((n + 1)) " 30 || fail "the source stopped ticking after a killed destination"
+check "destination killed mid-migration: source still running (migration: $(mig_state))"
+
+# 2. a cancelled migration: the source goes on, the destination exits with an error
+"$CVISOR" run --incoming tcp:127.0.0.1:7002 --serial none >"$TMPDIR/d1.log" 2>&1 &
+d1=$!
+sleep 1
+shell_run "(while :; do dd if=/dev/urandom of=/dev/shm/churn bs=1M count=16 conv=notrunc 2>/dev/null; done) &" >/dev/null
+ctl migrate tcp:127.0.0.1:7002 >/dev/null || fail "migrate request refused"
+sleep 0.5
+ctl migrate-cancel >/dev/null 2>&1 || "$CVISOR" ctl --api-socket "$api" migrate cancel >/dev/null 2>&1 || true
+i=0
+while [ "$(mig_state)" = active ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
+st=$(mig_state)
+i=0
+while alive $d1 && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+drc=0; wait $d1 || drc=$?
+alive "$src_pid" || { show_console "$log"; fail "the source died on cancel"; }
+[ "$drc" != 0 ] || fail "the cancelled destination exited 0"
+n=$(count_of "$log" "^TICK")
+wait_for "$log" "TICK $((n + 1)) " 30 || fail "the source stopped ticking after cancel"
+check "cancelled migration (state $st): source runs on, destination exited $drc: $(tail -n1 "$TMPDIR/d1.log")"
+shell_run "kill %2 2>/dev/null; true" >/dev/null
+
+# 3. the real thing
+dlog=$TMPDIR/dst.log
+api2=$TMPDIR/api2.sock
+rm -f "$TMPDIR/dstin"
+mkfifo "$TMPDIR/dstin"
+"$CVISOR" run --verbose --incoming tcp:127.0.0.1:7003 --api-socket "$api2" <"$TMPDIR/dstin" >"$dlog" 2>&1 &
+dst=$!
+exec 4>"$TMPDIR/dstin"
+sleep 1
+t0=$(date +%s)
+ctl migrate tcp:127.0.0.1:7003 >/dev/null || fail "migrate request refused"
+i=0
+while alive "$src_pid" && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+alive "$src_pid" && { show_console "$log"; ctl info; fail "the source still runs 120 s after migrate"; }
+RC=0; wait "$src_pid" || RC=$?
+CVISOR_PID=
+[ "$RC" = 0 ] || { show_console "$log"; fail "the source exited $RC after migrating"; }
+check "source exited 0 after $(($(date +%s) - t0)) s: $(grep -o 'migrated to.*' "$log" | tail -n1)"
+last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
+wait_for "$dlog" "TICK $((last + 2)) " 60 || fail "the destination does not tick on"
+sums=$(tr -d '\r' <"$dlog" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+[ "$sums" = "$sum0" ] || { show_console "$dlog"; fail "checksums on the destination: $sums (want $sum0)"; }
+first=$(tr -d '\r' <"$dlog" | grep -o '^TICK [0-9]*' | head -n1 | cut -d' ' -f2)
+check "destination goes on: last tick on the source $last, first on the destination $first, same checksum"
+printf 'echo written-after-migration >/mnt/m && sync && cat /mnt/m\n' >&4
+wait_for "$dlog" "^written-after-migration" 60 || fail "the disk is not writable on the destination"
+check "disk writable on the destination"
+"$CVISOR" ctl --api-socket "$api2" info | tr -d '\n' | grep -q '"state": *"running"' || fail "destination API"
+printf 'poweroff -f\n' >&4
+i=0
+while alive $dst && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
+drc=0; wait $dst || drc=$?
+exec 4>&-
+[ "$drc" = 0 ] || { show_console "$dlog"; fail "destination exited $drc"; }
+check "destination powered off with exit 0"
