@@ -17,10 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "block/aio.h"
 #include "block/block.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
 #include "util/size.h"
 
 #define VBLK_HDR_SIZE 16
@@ -87,6 +91,11 @@ struct virtio_blk {
 	uint8_t *restore; /* loaded in-flight requests, resubmitted by activate */
 	size_t restore_len;
 	uint32_t restore_count;
+	/* rate limits (0 = none) and what they and the guest did */
+	struct ratelimit rl_ops, rl_bytes;
+	int timer_fd;
+	bool throttled; /* waiting for the timer before taking more requests */
+	struct virtio_blk_stats st;
 	struct virtq_elem elem;
 };
 
@@ -492,12 +501,51 @@ static void vblk_handle(struct virtio_blk *vb, struct vblk_req *req, const struc
 }
 
 /* Take what the driver made available, up to a budget. */
+/* Token buckets: true (and the timer armed) when e must wait. A request
+ * larger than the byte burst is charged the whole burst. */
+static bool vblk_throttle(struct virtio_blk *vb, const struct virtq_elem *e)
+{
+	uint64_t bytes = (uint64_t)e->out_len + e->in_len;
+	uint64_t w = ratelimit_wait_ns(&vb->rl_ops, 1), wb = ratelimit_wait_ns(&vb->rl_bytes, bytes);
+
+	if (w < wb)
+		w = wb;
+	if (w) {
+		struct itimerspec t = { .it_value = { .tv_sec = (time_t)(w / 1000000000ULL),
+			                              .tv_nsec = (long)(w % 1000000000ULL) } };
+		vb->throttled = true;
+		vb->st.throttled++;
+		timerfd_settime(vb->timer_fd, 0, &t, NULL);
+		return true;
+	}
+	ratelimit_take(&vb->rl_ops, 1);
+	ratelimit_take(&vb->rl_bytes, bytes);
+	return false;
+}
+
+static void vblk_process(struct virtio_blk *vb);
+
+static void vblk_timer_event(void *opaque, uint32_t events)
+{
+	struct virtio_blk *vb = opaque;
+	struct virtio_dev *vdev = __atomic_load_n(&vb->vdev, __ATOMIC_ACQUIRE);
+	uint64_t v;
+
+	(void)events;
+	if (read(vb->timer_fd, &v, sizeof(v)) < 0 || !vdev)
+		return;
+	pthread_mutex_lock(&vdev->lock);
+	vb->throttled = false;
+	vblk_process(vb);
+	pthread_mutex_unlock(&vdev->lock);
+}
+
 static void vblk_process(struct virtio_blk *vb)
 {
 	struct virtq *q;
 	unsigned budget = VBLK_BUDGET;
 
-	if (!vb->active || vb->stopped)
+	if (!vb->active || vb->stopped || vb->throttled)
 		return;
 	q = &vb->vdev->vqs[0];
 	if (!q->ready)
@@ -530,6 +578,14 @@ static void vblk_process(struct virtio_blk *vb)
 					                            : "broken virtqueue");
 				break;
 			}
+			if (vblk_throttle(vb, &vb->elem)) {
+				/* over the limit: the request waits in the ring for the timer */
+				virtq_unpop(q);
+				vblk_req_put(req);
+				goto out;
+			}
+			vb->st.ops++;
+			vb->st.bytes += (uint64_t)vb->elem.out_len + vb->elem.in_len;
 			vblk_handle(vb, req, &vb->elem);
 		}
 		if (vb->stopped)
@@ -923,6 +979,16 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
 	vb->readonly = o->readonly;
 	vb->iops = o->iops;
 	vb->bps = o->bps;
+	ratelimit_init(&vb->rl_ops, o->iops, 0);
+	ratelimit_init(&vb->rl_bytes, o->bps, 0);
+	vb->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (vb->timer_fd < 0 || evloop_add(loop, vb->timer_fd, EPOLLIN, vblk_timer_event, vb) < 0) {
+		snprintf(err, errlen, "disk %s: cannot set up its rate limiter", o->path);
+		if (vb->timer_fd >= 0)
+			close(vb->timer_fd);
+		free(vb);
+		return -ENOMEM;
+	}
 	memcpy(vb->serial, o->serial, strnlen(o->serial, sizeof(vb->serial)));
 	vb->path = strdup(o->path);
 	if (!vb->path) {
@@ -976,6 +1042,8 @@ void virtio_blk_destroy(struct virtio_blk *vb)
 		vb->resetting = true;
 		aio_drain(vb->aio);
 	}
+	evloop_del(vb->loop, vb->timer_fd);
+	close(vb->timer_fd);
 	blk_close(vb->disk);
 	aio_destroy(vb->aio);
 	for (unsigned i = 0; i < vb->nr_reqs; i++)
@@ -1152,4 +1220,35 @@ int virtio_blk_set_locked(struct virtio_blk *vb, bool locked)
 	if (!vb->disk->drv->set_locked)
 		return -ENOTSUP;
 	return vb->disk->drv->set_locked(vb->disk, locked);
+}
+
+int virtio_blk_set_limits(struct virtio_blk *vb, uint64_t bps, uint64_t iops)
+{
+	struct virtio_dev *vdev = __atomic_load_n(&vb->vdev, __ATOMIC_ACQUIRE);
+
+	if (vdev)
+		pthread_mutex_lock(&vdev->lock);
+	if (bps != UINT64_MAX) {
+		vb->bps = bps;
+		ratelimit_init(&vb->rl_bytes, bps, 0);
+	}
+	if (iops != UINT64_MAX) {
+		vb->iops = iops;
+		ratelimit_init(&vb->rl_ops, iops, 0);
+	}
+	/* a request waiting for the old limits is re-judged at once */
+	if (vb->throttled) {
+		struct itimerspec now = { .it_value = { 0, 1 } };
+		timerfd_settime(vb->timer_fd, 0, &now, NULL);
+	}
+	if (vdev)
+		pthread_mutex_unlock(&vdev->lock);
+	return 0;
+}
+
+void virtio_blk_get_stats(struct virtio_blk *vb, struct virtio_blk_stats *out)
+{
+	*out = vb->st;
+	out->bps = vb->bps;
+	out->iops = vb->iops;
 }

@@ -112,6 +112,16 @@ struct virtio_blk_opts {
 
 struct virtio_blk;
 
+struct virtio_blk_stats {
+	uint64_t ops, bytes, throttled; /* requests taken, their data bytes, waits for a limit */
+	uint64_t bps, iops;             /* current limits (0: none) */
+};
+
+/* Change the rate limits live (UINT64_MAX: keep; 0: no limit). */
+int virtio_blk_set_limits(struct virtio_blk *vb, uint64_t bps, uint64_t iops);
+/* Counters and limits for the API. */
+void virtio_blk_get_stats(struct virtio_blk *vb, struct virtio_blk_stats *out);
+
 /* Parse the value of one --disk option. On bad input returns -EINVAL with one
  * line in err; format=qcow2 parses but virtio_blk_create refuses it for now. */
 int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err, size_t errlen);

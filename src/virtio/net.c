@@ -929,3 +929,27 @@ void virtio_net_get_mac(struct virtio_net *n, uint8_t mac[6])
 	if (n->vdev)
 		pthread_mutex_unlock(&n->vdev->lock);
 }
+
+int virtio_net_set_limits(struct virtio_net *n, uint64_t bps, uint64_t pps)
+{
+	struct virtio_dev *vdev = n->vdev;
+
+	if (vdev)
+		pthread_mutex_lock(&vdev->lock);
+	for (int d = 0; d < 2; d++) {
+		struct net_limit *l = &n->lim[d];
+		if (bps != UINT64_MAX)
+			ratelimit_init(&l->bytes, bps, 0);
+		if (pps != UINT64_MAX)
+			ratelimit_init(&l->pkts, pps, 0);
+		l->debt = 0;
+		/* a direction waiting under the old limits is re-judged at once */
+		if (l->armed) {
+			struct itimerspec now = { .it_value = { 0, 1 } };
+			timerfd_settime(l->timer_fd, 0, &now, NULL);
+		}
+	}
+	if (vdev)
+		pthread_mutex_unlock(&vdev->lock);
+	return 0;
+}

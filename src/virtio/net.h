@@ -75,6 +75,8 @@ int virtio_net_attach(struct virtio_net *n, struct virtio_dev *vdev);
 void virtio_net_destroy(struct virtio_net *n);
 /* Copy the counters (any thread). */
 void virtio_net_get_stats(struct virtio_net *n, struct virtio_net_stats *s);
+/* Change the rate limits of both directions live (UINT64_MAX: keep; 0: none). */
+int virtio_net_set_limits(struct virtio_net *n, uint64_t bps, uint64_t pps);
 /* The MAC address the guest sees. */
 void virtio_net_get_mac(struct virtio_net *n, uint8_t mac[6]);
 

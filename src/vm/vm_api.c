@@ -3,6 +3,7 @@
 #include "vm/vm_api.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -163,6 +164,23 @@ static int api_metrics(void *opaque, struct sbuf *text)
 			}
 		}
 	}
+	if (vm->cfg->nr_disks) {
+		api_prom_family(text, "cvisor_disk_total", "counter",
+		                "Disk requests taken, their bytes, and waits for the rate limiter.");
+		for (unsigned i = 0; i < vm->cfg->nr_disks; i++) {
+			struct virtio_blk_stats st;
+			if (!vm->disks[i])
+				continue;
+			virtio_blk_get_stats(vm->disks[i], &st);
+			snprintf(id, sizeof(id), "%u", i);
+			const char *o[] = { "disk", id, "counter", "ops", NULL };
+			const char *b[] = { "disk", id, "counter", "bytes", NULL };
+			const char *t[] = { "disk", id, "counter", "throttled", NULL };
+			api_prom_sample(text, "cvisor_disk_total", o, st.ops);
+			api_prom_sample(text, "cvisor_disk_total", b, st.bytes);
+			api_prom_sample(text, "cvisor_disk_total", t, st.throttled);
+		}
+	}
 	if (vm->balloon) {
 		api_prom_family(text, "cvisor_balloon_bytes", "gauge",
 		                "Balloon size: target asked of the guest, actual given back.");
@@ -187,6 +205,40 @@ static int api_snapshot(void *opaque, const char *path, char *err, size_t errlen
 	if (!rc)
 		log_info("snapshot written to %s in %.1f ms", path, (ratelimit_now_ns() - t0) / 1e6);
 	return rc;
+}
+
+/* Device ids are the option's index among its kind: "0", "1" ... */
+static int dev_index(const char *id, unsigned n)
+{
+	char *end;
+	unsigned long i = strtoul(id, &end, 10);
+	return *id && !*end && i < n ? (int)i : -1;
+}
+
+static int api_disk_limit(void *opaque, const char *id, const struct api_limits *l, char *err,
+                          size_t errlen)
+{
+	struct vm *vm = opaque;
+	int i = dev_index(id, vm->cfg->nr_disks);
+	if (i < 0 || !vm->disks[i]) {
+		snprintf(err, errlen, "no disk '%s' (ids are 0..%u)", id, vm->cfg->nr_disks - 1);
+		return -ENOENT;
+	}
+	return virtio_blk_set_limits(vm->disks[i], l->bps == API_KEEP ? UINT64_MAX : l->bps,
+	                             l->ops == API_KEEP ? UINT64_MAX : l->ops);
+}
+
+static int api_net_limit(void *opaque, const char *id, const struct api_limits *l, char *err,
+                         size_t errlen)
+{
+	struct vm *vm = opaque;
+	int i = dev_index(id, vm->nr_nets);
+	if (i < 0) {
+		snprintf(err, errlen, "no network card '%s'", id);
+		return -ENOENT;
+	}
+	return virtio_net_set_limits(vm->nets[i], l->bps == API_KEEP ? UINT64_MAX : l->bps,
+	                             l->ops == API_KEEP ? UINT64_MAX : l->ops);
 }
 
 static int api_migrate(void *opaque, const char *to, char *err, size_t errlen)
@@ -215,6 +267,8 @@ void vm_api_backend(struct vm *vm, struct api_backend *b)
 		.metrics = api_metrics,
 		.snapshot = api_snapshot,
 		.migrate = api_migrate,
+		.disk_limit = api_disk_limit,
+		.net_limit = api_net_limit,
 		.migrate_cancel = api_migrate_cancel,
 	};
 }
