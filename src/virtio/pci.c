@@ -500,6 +500,7 @@ int virtio_pci_load(struct virtio_pci *vp, struct sbuf *in)
 	 * then refused); once FEATURES_OK is set they can only be offered ones */
 	if (in->err || nq != vd->ops->num_queues ||
 	    ((status & VIRTIO_STATUS_FEATURES_OK) && (gf & ~vd->host_features)) ||
+	    ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_FEATURES_OK)) ||
 	    (mc != MSIX_NO_VECTOR && mc >= vp->msix.nvec))
 		goto out;
 	/* everything is decoded into copies first: a refused load changes nothing */

@@ -55,7 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (errlen == sizeof(err) && strchr(err, '\n') && !memchr(data, '\n', size))
 			__builtin_trap(); /* more than one line */
 	} else {
-		if (!cfg.kernel || !inside(cfg.kernel, buf, size))
+		/* --restore and --incoming bring their kernel with them */
+		if ((!cfg.kernel && !cfg.restore_dir && !cfg.incoming) ||
+		    (cfg.kernel && !inside(cfg.kernel, buf, size)))
 			__builtin_trap();
 		if (cfg.cpus < 1 || cfg.cpus > 4096)
 			__builtin_trap();
