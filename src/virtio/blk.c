@@ -23,6 +23,7 @@
 
 #include "block/aio.h"
 #include "block/block.h"
+#include "block/qcow2.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
 #include "util/size.h"
@@ -505,11 +506,19 @@ static void vblk_handle(struct virtio_blk *vb, struct vblk_req *req, const struc
  * larger than the byte burst is charged the whole burst. */
 static bool vblk_throttle(struct virtio_blk *vb, const struct virtq_elem *e)
 {
-	uint64_t bytes = (uint64_t)e->out_len + e->in_len;
-	uint64_t w = ratelimit_wait_ns(&vb->rl_ops, 1), wb = ratelimit_wait_ns(&vb->rl_bytes, bytes);
+	uint64_t bytes = (uint64_t)e->out_len + e->in_len, w = 0, wb = 0;
 
-	if (w < wb)
+	/* both buckets must admit it; the ops bucket is asked first and, when the
+	 * byte bucket refuses, refunded (its debt is all this request's) */
+	if (ratelimit_charge(&vb->rl_ops, 1, &w) && !ratelimit_charge(&vb->rl_bytes, bytes, &wb)) {
+		if (vb->rl_ops.rate) {
+			if (vb->rl_ops.debt)
+				vb->rl_ops.debt--;
+			else if (vb->rl_ops.tokens < vb->rl_ops.burst)
+				vb->rl_ops.tokens++;
+		}
 		w = wb;
+	}
 	if (w) {
 		struct itimerspec t = { .it_value = { .tv_sec = (time_t)(w / 1000000000ULL),
 			                              .tv_nsec = (long)(w % 1000000000ULL) } };
@@ -518,8 +527,6 @@ static bool vblk_throttle(struct virtio_blk *vb, const struct virtq_elem *e)
 		timerfd_settime(vb->timer_fd, 0, &t, NULL);
 		return true;
 	}
-	ratelimit_take(&vb->rl_ops, 1);
-	ratelimit_take(&vb->rl_bytes, bytes);
 	return false;
 }
 
@@ -963,13 +970,10 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
                       struct evloop *loop, char *err, size_t errlen)
 {
 	struct virtio_blk *vb;
+	const char *fmt = NULL;
 	uint64_t size;
 	int rc;
 
-	if (o->format == VIRTIO_BLK_FORMAT_QCOW2) {
-		snprintf(err, errlen, "disk %s: format=qcow2 is not supported yet", o->path);
-		return -ENOTSUP;
-	}
 	vb = calloc(1, sizeof(*vb));
 	if (!vb) {
 		snprintf(err, errlen, "disk %s: out of memory", o->path);
@@ -979,8 +983,8 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
 	vb->readonly = o->readonly;
 	vb->iops = o->iops;
 	vb->bps = o->bps;
-	ratelimit_init(&vb->rl_ops, o->iops, 0);
-	ratelimit_init(&vb->rl_bytes, o->bps, 0);
+	ratelimit_init(&vb->rl_ops, o->iops, o->iops / 10 ? o->iops / 10 : 1);
+	ratelimit_init(&vb->rl_bytes, o->bps, o->bps / 10 ? o->bps / 10 : 1);
 	vb->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (vb->timer_fd < 0 || evloop_add(loop, vb->timer_fd, EPOLLIN, vblk_timer_event, vb) < 0) {
 		snprintf(err, errlen, "disk %s: cannot set up its rate limiter", o->path);
@@ -1001,7 +1005,10 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
 		snprintf(err, errlen, "disk %s: cannot set up I/O: %s", o->path, strerror(-rc));
 		goto out;
 	}
-	rc = blk_raw_driver.open(&vb->disk, o->path, o->readonly, vb->aio, err, errlen);
+	/* format= picks the driver; without it the image's magic does */
+	if (o->format_given)
+		fmt = o->format == VIRTIO_BLK_FORMAT_QCOW2 ? "qcow2" : "raw";
+	rc = qcow2_open_any(&vb->disk, o->path, fmt, o->readonly, vb->aio, err, errlen);
 	if (rc < 0)
 		goto out;
 	size = blk_size(vb->disk);
@@ -1159,6 +1166,7 @@ int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err,
 			strcpy(o->path, val); /* fits: both are PATH_MAX */
 			break;
 		case 1:
+			o->format_given = true;
 			if (!strcmp(val, "raw")) {
 				o->format = VIRTIO_BLK_FORMAT_RAW;
 			} else if (!strcmp(val, "qcow2")) {
@@ -1230,11 +1238,11 @@ int virtio_blk_set_limits(struct virtio_blk *vb, uint64_t bps, uint64_t iops)
 		pthread_mutex_lock(&vdev->lock);
 	if (bps != UINT64_MAX) {
 		vb->bps = bps;
-		ratelimit_init(&vb->rl_bytes, bps, 0);
+		ratelimit_init(&vb->rl_bytes, bps, bps / 10 ? bps / 10 : 1);
 	}
 	if (iops != UINT64_MAX) {
 		vb->iops = iops;
-		ratelimit_init(&vb->rl_ops, iops, 0);
+		ratelimit_init(&vb->rl_ops, iops, iops / 10 ? iops / 10 : 1);
 	}
 	/* a request waiting for the old limits is re-judged at once */
 	if (vb->throttled) {
