@@ -1,5 +1,6 @@
 /* vmmtime: time a VMM run the way a user sees it, for benchmarks.
- *   vmmtime [-g GUEST_MIB] MARKER -- COMMAND ARGS...
+ *   vmmtime [-g GUEST_MIB] [-k] MARKER -- COMMAND ARGS...
+ * (-k: stop COMMAND with SIGTERM once MARKER was seen)
  * Starts COMMAND with stdout on a pipe (stderr discarded) and prints one line:
  *   first_byte_ms=F marker_ms=M exit_ms=E overhead_kib=O rc=R
  * first_byte: the first byte of guest console output; marker: the first line
@@ -8,6 +9,7 @@
  * GUEST_MIB MiB, allowing 8 MiB of alignment slack), from /proc/PID/smaps. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,10 +48,17 @@ static long overhead_kib(pid_t pid, long guest_kib)
 int main(int argc, char **argv)
 {
 	long guest_kib = 512 * 1024;
-	int i = 1;
-	if (argc > 3 && !strcmp(argv[1], "-g")) {
-		guest_kib = atol(argv[2]) * 1024;
-		i = 3;
+	int i = 1, kill_at_marker = 0;
+	for (;;) {
+		if (argc > i + 2 && !strcmp(argv[i], "-g")) {
+			guest_kib = atol(argv[i + 1]) * 1024;
+			i += 2;
+		} else if (argc > i + 1 && !strcmp(argv[i], "-k")) {
+			kill_at_marker = 1;
+			i++;
+		} else {
+			break;
+		}
 	}
 	if (argc < i + 3 || strcmp(argv[i + 1], "--")) {
 		fprintf(stderr, "usage: vmmtime [-g GUEST_MIB] MARKER -- COMMAND ARGS...\n");
@@ -88,6 +97,8 @@ int main(int argc, char **argv)
 			if (mark < 0 && strstr(linebuf, marker)) {
 				mark = now_ms() - t0;
 				over = overhead_kib(pid, guest_kib);
+				if (kill_at_marker)
+					kill(pid, SIGTERM);
 			}
 			ll = 0;
 		}
