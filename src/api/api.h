@@ -111,12 +111,14 @@ struct api_server;
  * backend b (copied). 0, or -errno with one line in err. */
 int api_server_start(struct evloop *loop, const char *path, const struct api_backend *b,
                      struct api_server **out, char *err, size_t errlen);
-/* Close every connection and the socket, remove the socket file, free s (NULL ok). */
+/* Remove the socket file, give answers being sent up to 200 ms (requests
+ * arriving meanwhile get 503, never the backend), close everything, free s (NULL ok). */
 void api_server_stop(struct api_server *s);
 /* Take s out of its loop (before the loop is destroyed, e.g. on a guest reset);
  * clients wait in the socket's backlog until api_server_attach. */
 void api_server_detach(struct api_server *s);
-/* Serve s from loop with backend b (copied) again after api_server_detach. 0 or -errno. */
+/* Serve s from loop with backend b (copied) again after api_server_detach;
+ * requests that waited are answered at once, from inside this call. 0 or -errno. */
 int api_server_attach(struct api_server *s, struct evloop *loop, const struct api_backend *b);
 /* Serve an already connected stream socket (tests, fuzzing); takes fd. 0 or -errno. */
 int api_server_add_connection(struct api_server *s, int fd);

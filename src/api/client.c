@@ -341,6 +341,8 @@ static void ctl_usage(FILE *f)
 	      "  migrate tcp:HOST:PORT           live-migrate the VM\n"
 	      "  migrate-cancel                  cancel a running migration\n"
 	      "  metrics                         Prometheus text\n"
+	      "  request METHOD PATH [BODY]      any request as it is; prints \"HTTP <status>\"\n"
+	      "                                  and the body as it came (scripts, tests)\n"
 	      "exit status: 0 done, 1 the VMM refused or did not answer, 2 bad usage\n",
 	      f);
 }
@@ -392,7 +394,7 @@ static void ctl_print(const struct api_response *resp)
 	if (json_object_is_type(o, json_type_object) && json_object_object_length(o) == 0)
 		puts("{}");
 	else
-		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 		                                               JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }
@@ -410,7 +412,7 @@ static void ctl_print_error(const struct api_response *resp)
 
 int api_ctl_main(int argc, char **argv)
 {
-	const char *sock = NULL, *method = "PUT";
+	const char *sock = NULL, *method = "PUT", *raw_body = NULL;
 	char path[128], abspath[PATH_MAX], err[512];
 	uint64_t timeout_s = CTL_DEFAULT_TIMEOUT_S, v;
 	struct json_object *body = NULL;
@@ -486,6 +488,18 @@ int api_ctl_main(int argc, char **argv)
 		ok = nargs == 1 && !strncmp(args[0], "tcp:", 4);
 		if (ok)
 			json_object_object_add(body, "to", json_object_new_string(args[0]));
+	} else if (!strcmp(verb, "request")) {
+		/* sent as given, so that tests can send what the other verbs never would;
+		 * only what would break the request line itself is refused */
+		ok = (nargs == 2 || nargs == 3) && args[0][0] &&
+		     strspn(args[0], "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(args[0]) &&
+		     args[1][0] == '/' && strlen(args[1]) < sizeof(path) &&
+		     !strpbrk(args[1], " \t\r\n");
+		if (ok) {
+			method = args[0];
+			snprintf(path, sizeof(path), "%s", args[1]);
+			raw_body = nargs == 3 ? args[2] : NULL;
+		}
 	} else if (!strcmp(verb, "disk-limit") || !strcmp(verb, "net-limit")) {
 		bool disk = verb[0] == 'd';
 		method = "PATCH";
@@ -502,17 +516,22 @@ int api_ctl_main(int argc, char **argv)
 		goto out;
 	}
 
-	bool has_body = json_object_object_length(body) > 0;
-	int r = api_client_request(sock, method, path,
-	                           has_body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN)
-	                                    : NULL,
-	                           (int)timeout_s * 1000, &resp, err, sizeof(err));
+	const char *send = raw_body;
+	if (json_object_object_length(body) > 0)
+		send = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN);
+	int r = api_client_request(sock, method, path, send, (int)timeout_s * 1000, &resp, err,
+	                           sizeof(err));
 	if (r < 0) {
 		log_error("%s", err);
 		rc = EXIT_ERROR;
 		goto out;
 	}
-	if (resp.status >= 200 && resp.status < 300) {
+	if (!strcmp(verb, "request")) {
+		/* for scripts: the status first, then the body as it came */
+		printf("HTTP %d\n", resp.status);
+		fwrite(resp.body, 1, resp.len, stdout);
+		rc = resp.status >= 200 && resp.status < 300 ? 0 : EXIT_ERROR;
+	} else if (resp.status >= 200 && resp.status < 300) {
 		ctl_print(&resp);
 		rc = 0;
 	} else {

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #define SRV_IDLE_TIMEOUT_S 30         /* a silent connection is closed after this */
 #define SRV_DISCARD_MAX (16u << 20)   /* chunked excess read before giving up */
 #define SRV_CONN_MEMORY (64u << 10)   /* MHD's per-connection pool: headers and buffers */
+#define SRV_FLUSH_MS 200              /* on stop, time given to answers still being sent */
 
 static const char oom_body[] = "{\"error\": \"out of memory\"}\n";
 
@@ -52,6 +54,7 @@ struct api_server {
 	dev_t dev; /* the socket file we made, so that stop removes only ours */
 	ino_t ino;
 	struct api_stats stats;
+	bool closing; /* api_server_stop: answer 503, the backend may be gone */
 };
 
 /* One request's state between srv_access calls. */
@@ -153,6 +156,8 @@ static enum MHD_Result srv_access(void *cls, struct MHD_Connection *c, const cha
 	struct srv_req *q = *req_cls;
 
 	(void)version;
+	if (s->closing)
+		return srv_error(s, c, 503, "the VMM is exiting");
 	if (!q) { /* headers are in */
 		q = calloc(1, sizeof(*q));
 		if (!q)
@@ -183,6 +188,15 @@ static enum MHD_Result srv_access(void *cls, struct MHD_Connection *c, const cha
 	struct api_reply r;
 	api_handle(&s->b, &s->stats, method, url, q->body, q->len, &r);
 	return srv_queue(s, c, &r);
+}
+
+/* Paths are taken as sent: no %-decoding, so no NUL or '/' can hide in a
+ * segment, and nothing we route needs escaping. */
+static size_t srv_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	return strlen(s);
 }
 
 static void srv_done(void *cls, struct MHD_Connection *c, void **req_cls,
@@ -390,6 +404,7 @@ int api_server_start(struct evloop *loop, const char *path, const struct api_bac
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SRV_CONN_MEMORY,
 	                        MHD_OPTION_NOTIFY_COMPLETED, srv_done, s,
 	                        MHD_OPTION_EXTERNAL_LOGGER, srv_log, s,
+	                        MHD_OPTION_UNESCAPE_CALLBACK, srv_unescape, s,
 	                        /* the RFC's syntax, but no Host header needed: people type requests */
 	                        MHD_OPTION_STRICT_FOR_CLIENT, 0,
 	                        MHD_OPTION_END);
@@ -440,19 +455,36 @@ int api_server_add_connection(struct api_server *s, int fd)
 	return 0;
 }
 
+/* Give answers already queued (the one to "stop", say) a moment to leave. */
+static void srv_flush(struct api_server *s)
+{
+	struct pollfd p = { .fd = s->mhd_fd, .events = POLLIN };
+
+	for (int waited = 0; waited < SRV_FLUSH_MS; waited += 5) {
+		MHD_run(s->d);
+		const union MHD_DaemonInfo *i =
+			MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (!i || i->num_connections == 0)
+			break;
+		poll(&p, 1, 5);
+	}
+}
+
 void api_server_stop(struct api_server *s)
 {
 	if (!s)
 		return;
+	srv_unlink(s); /* new clients get "no such file" at once */
 	api_server_detach(s);
+	s->closing = true;
 	if (s->d) {
 		/* take the listening socket back so that we close it exactly once */
 		MHD_socket lfd = MHD_quiesce_daemon(s->d);
-		MHD_stop_daemon(s->d);
 		if (lfd != MHD_INVALID_SOCKET)
 			close(lfd);
+		srv_flush(s);
+		MHD_stop_daemon(s->d);
 	}
-	srv_unlink(s);
 	close(s->timer_fd);
 	free(s);
 }

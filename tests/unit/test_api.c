@@ -44,6 +44,7 @@ struct fake {
 	bool paused;
 	int calls; /* every backend call */
 	int pauses, resumes, shutdowns, stops, balloons, disk_limits, net_limits, metrics;
+	bool stop_ends_loop; /* stop asks the loop thread to end, as the VMM's loop would */
 	uint64_t target_mib;
 	char id[API_ID_MAX + 1];
 	struct api_limits limits;
@@ -106,6 +107,8 @@ static int f_shutdown(void *o, char *err, size_t errlen)
 	return 0;
 }
 
+static atomic_bool *loop_stop_flag;
+
 static int f_stop(void *o, char *err, size_t errlen)
 {
 	struct fake *f = o;
@@ -113,6 +116,8 @@ static int f_stop(void *o, char *err, size_t errlen)
 	(void)errlen;
 	f->calls++;
 	f->stops++;
+	if (f->stop_ends_loop)
+		atomic_store(loop_stop_flag, true);
 	return 0;
 }
 
@@ -248,6 +253,7 @@ static int setup(void **state)
 	if (!mkdtemp(fx.dir))
 		return -1;
 	snprintf(fx.path, sizeof(fx.path), "%s/api.sock", fx.dir);
+	loop_stop_flag = &fx.stop;
 	fx.fake.name = "fake";
 	if (config_parse_run(&fx.fake.cfg, 9, argv, err, sizeof(err)) < 0)
 		return -1;
@@ -509,7 +515,10 @@ static void test_bad_requests(void **state)
 		{ "PATCH", "/v1/vm/nets/net.0", "{\"iops\": 1}", 400, "unknown field 'iops'" },
 		{ "PATCH", "/v1/vm/nets/net.0", "{\"bps\": -5}", 400, "must not be negative" },
 		{ "PATCH", "/v1/vm/disks/a%20b", "{\"bps\": 1}", 400, "device id" },
-		{ "PATCH", "/v1/vm/disks/a%2Fb", "{\"bps\": 1}", 404, "no route" },
+		{ "PATCH", "/v1/vm/disks/a%2Fb", "{\"bps\": 1}", 400, "device id" },
+		{ "PATCH", "/v1/vm/disks/%30", "{\"bps\": 1}", 400, "device id" }, /* no %-decoding */
+		{ "PUT", "/v1/vm/paus%65", NULL, 404, "no route" },
+		{ "GET", "/v1/vm%00", NULL, 404, "no route" },
 		{ "PATCH",
 		  "/v1/vm/disks/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 		  "{\"bps\": 1}", 400, "device id" },
@@ -836,7 +845,7 @@ static void test_keepalive(void **state)
 static void test_garbage(void **state)
 {
 	static const char *const junk[] = {
-		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+		"\x16\x03\x01\x02\x05\x01\x01\x01\xfc\x03\x03\r\n\r\n", /* TLS hello-ish */
 		"GET\r\n\r\n",
 		"GET /v1/vm HTTP/9.9\r\n\r\n",
 		"GET /v1/vm HTTP/1.1\r\nNo colon here\r\n\r\n",
@@ -1123,6 +1132,43 @@ static void test_detach_attach(void **state)
 	assert_int_equal(fx.fake.calls, 0);
 }
 
+/* "stop" ends the VMM's loop right after the callback, and the server is
+ * stopped at once: the client still gets its answer, the file is gone. */
+struct stopper {
+	int status;
+};
+
+static void *stopper_main(void *arg)
+{
+	struct stopper *st = arg;
+	struct api_response r;
+	char err[256];
+	if (api_client_request(fx.path, "PUT", "/v1/vm/stop", NULL, 5000, &r, err, sizeof(err)) == 0)
+		st->status = r.status;
+	api_response_free(&r);
+	return NULL;
+}
+
+static void test_stop_answers(void **state)
+{
+	struct stopper st = { 0 };
+	struct stat sb;
+	pthread_t t;
+
+	(void)state;
+	fx.fake.stop_ends_loop = true;
+	assert_int_equal(pthread_create(&t, NULL, stopper_main, &st), 0);
+	pthread_join(fx.thread, NULL); /* ends when the backend's stop ran */
+	fx.running = false;
+	api_server_stop(fx.srv);
+	fx.srv = NULL;
+	pthread_join(t, NULL);
+	assert_int_equal(st.status, 200);
+	assert_int_equal(fx.fake.stops, 1);
+	assert_int_equal(lstat(fx.path, &sb), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
 /* ---- a connection handed over directly ---- */
 
 static void test_add_connection(void **state)
@@ -1199,6 +1245,16 @@ static void test_ctl(void **state)
 	assert_int_equal(ctl("--api-socket", s, "snapshot", "snapdir", NULL), 1); /* 501 */
 	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", NULL), 1); /* 501 */
 	assert_int_equal(ctl("--api-socket", s, "migrate-cancel", NULL), 1);    /* 501 */
+	assert_int_equal(ctl("--api-socket", s, "request", "GET", "/v1/vm", NULL), 0);
+	assert_int_equal(ctl("--api-socket", s, "request", "PUT", "/v1/vm/balloon",
+	                     "{\"target_mib\": 3}", NULL),
+	                 0);
+	assert_int_equal(fx.fake.target_mib, 3);
+	int before = fx.fake.calls;
+	assert_int_equal(ctl("--api-socket", s, "request", "PUT", "/v1/vm/balloon", "{", NULL), 1);
+	assert_int_equal(ctl("--api-socket", s, "request", "POST", "/v1/vm", NULL), 1);
+	assert_int_equal(ctl("--api-socket", s, "request", "GET", "/nope", NULL), 1);
+	assert_int_equal(fx.fake.calls, before);
 
 	/* bad usage: 2, and nothing reaches the VM */
 	int calls = fx.fake.calls;
@@ -1218,6 +1274,11 @@ static void test_ctl(void **state)
 	assert_int_equal(ctl("--api-socket", s, "migrate", "10.0.0.1:4", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "--timeout", "x", "info", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "--bogus", "info", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "request", "GET", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "request", "get", "/v1/vm", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "request", "GET", "v1/vm", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "request", "GET", "/v1/vm HTTP/1.0", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "request", "GET", "/v1/vm\r\nX: y", NULL), 2);
 	assert_int_equal(fx.fake.calls, calls);
 	assert_int_equal(ctl("--help", NULL), 0);
 
@@ -1385,6 +1446,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach_attach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_answers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl, setup, teardown),
 		cmocka_unit_test(test_config_option),
 		cmocka_unit_test(test_handle_direct),
