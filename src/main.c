@@ -8,14 +8,17 @@
 #include "api/client.h"
 #include "api/api.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
 #include "util/term.h"
 #include "vm/config.h"
 #include "vm/console.h"
+#include "block/block.h"
 #include "vm/migrate.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 #include "vm/vm_api.h"
 #include "img/img.h"
+#include "vmctl/vmctl.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -34,9 +37,9 @@ static int cmd_run(int argc, char **argv)
 	char err[512];
 	int status = 0;
 
+	uint64_t t_start = ratelimit_now_ns();
 	struct snapshot_file snap = { 0 };
 	struct api_server *api = NULL;
-	struct guest_mem inmem = { 0 };
 	int conn = -1;
 	char **merged = NULL;
 
@@ -62,21 +65,21 @@ static int cmd_run(int argc, char **argv)
 		}
 		cfg.restore = &snap;
 	} else if (cfg.incoming) {
-		/* live migration: the configuration and RAM come over the wire */
+		/* live migration: the configuration comes first; the VM is built from it
+		 * while its RAM is still on the way */
 		int margc;
-		if (migrate_incoming(cfg.incoming, argc, argv, &inmem, &snap, &margc, &merged, &conn,
-		                     err, sizeof(err)) < 0 ||
-		    config_parse_run(&cfg, margc, merged, err, sizeof(err)) < 0) {
+		uint64_t msize = 0;
+		if (migrate_accept(cfg.incoming, argc, argv, &conn, &msize, &margc, &merged, err,
+		                   sizeof(err)) < 0 ||
+		    config_parse_run(&cfg, margc, merged, err, sizeof(err)) < 0 ||
+		    (cfg.mem_size != msize && snprintf(err, sizeof(err), "--incoming: memory size mismatch"))) {
 			log_error("%s", err);
 			if (conn >= 0)
 				migrate_incoming_reply(conn, false, err);
-			mem_free(&inmem);
-			snapshot_close(&snap);
 			free(merged);
 			return EXIT_RUNTIME;
 		}
-		cfg.restore = &snap;
-		cfg.incoming_mem = &inmem;
+		blk_defer_locks(true); /* the source holds the image locks until switch-over */
 	}
 	log_level = 1 + cfg.verbose;
 	signal(SIGPIPE, SIG_IGN);
@@ -101,12 +104,24 @@ static int cmd_run(int argc, char **argv)
 			}
 			break;
 		}
+		if (cfg.restore && !boots && cfg.restore_dir)
+			log_info("restored from %s in %.1f ms (VMM side)", cfg.restore_dir,
+			         (ratelimit_now_ns() - t_start) / 1e6);
 		if (conn >= 0) {
+			if (migrate_receive(conn, vm_memory(vm), &snap, err, sizeof(err)) < 0 ||
+			    blk_take_deferred_locks(err, sizeof(err)) < 0 ||
+			    vm_snapshot_load(vm, &snap, err, sizeof(err)) < 0) {
+				log_error("%s", err);
+				migrate_incoming_reply(conn, false, err); /* the source keeps its VM */
+				vm_destroy(vm);
+				status = EXIT_RUNTIME;
+				break;
+			}
 			migrate_incoming_reply(conn, true, NULL);
 			conn = -1;
 			log_info("migration received: the VM runs here now");
 		}
-		cfg.incoming_mem = NULL;
+		cfg.incoming = NULL; /* a reboot later boots the kernel afresh */
 		/* the API socket outlives guest resets: detach from the old VM's loop,
 		 * attach to the new one's */
 		struct api_backend be;
@@ -146,6 +161,7 @@ static void usage(FILE *f)
 	fputs("usage: cvisor run --kernel PATH [options]   boot a VM (cvisor run --help)\n"
 	      "       cvisor ctl --api-socket PATH VERB     control a running VM (cvisor ctl --help)\n"
 	      "       cvisor img COMMAND [options]           disk images (cvisor img --help)\n"
+	      "       cvisor vm COMMAND [NAME] [options]     VMs of cvisord (cvisor vm --help)\n"
 	      "       cvisor --version\n",
 	      f);
 }
@@ -162,6 +178,8 @@ int main(int argc, char **argv)
 		return api_ctl_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "img"))
 		return img_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "vm"))
+		return vmctl_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version")) {
 		puts("cvisor 0.1.0");
 		return 0;

@@ -93,6 +93,11 @@ struct blk_driver {
 	int (*set_locked)(struct blk_disk *d, bool locked);
 };
 
+/* Open images without locking them until blk_take_deferred_locks (a migration
+ * destination, while the source still holds the locks). */
+void blk_defer_locks(bool on);
+/* Lock every image opened since blk_defer_locks(true). 0 or -EBUSY with a reason. */
+int blk_take_deferred_locks(char *err, size_t errlen);
 /* Change an open image file's OFD lock: unlock, or the read/write lock again. */
 int blk_file_set_locked(int fd, bool readonly, bool locked);
 

@@ -453,6 +453,13 @@ int qcow2_check(struct blk_disk *d, int repair, FILE *out, struct qcow2_check_re
 	}
 	res->leaks = c.leaks;
 	res->corruptions = c.errors + c.rc_errors + c.copied;
+	if (repair == QCOW2_REPAIR_ALL && !res->corruptions && (q->h.incompat & QCOW2_INCOMPAT_CORRUPT)) {
+		/* consistent again: the corrupt mark can go */
+		rc = qcow2_header_write_incompat(q, q->h.incompat & ~QCOW2_INCOMPAT_CORRUPT);
+		if (rc < 0)
+			goto out;
+		q->corrupt = false;
+	}
 	res->guest_clusters = qcow2_round_up(q->h.size, q->cs) >> q->cbits;
 	res->allocated = c.allocated;
 	res->compressed = c.compressed;

@@ -163,6 +163,8 @@ int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, bool f
 	struct qcow2_cent *v = NULL;
 	int rc;
 
+	if (!off)
+		return -EIO; /* the header is no table (and 0 marks empty slots) */
 	for (unsigned i = 0; i < c->n; i++) {
 		struct qcow2_cent *e = &c->e[i];
 

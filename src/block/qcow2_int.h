@@ -31,7 +31,7 @@
 #define QCOW2_MAX_SIZE (1ULL << 61)     /* virtual size */
 #define QCOW2_MAX_HOST_OFF (1ULL << 56) /* L1/L2/refcount table offsets */
 #define QCOW2_MAX_DEPTH 32              /* backing chain */
-#define QCOW2_MAX_CHECK_CLUSTERS (1ULL << 27)
+#define QCOW2_MAX_CHECK_CLUSTERS (1ULL << 25) /* 128 MiB of counters */
 
 /* incompatible features */
 #define QCOW2_INCOMPAT_DIRTY (1ULL << 0)

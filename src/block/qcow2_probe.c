@@ -98,6 +98,12 @@ static int g_write_zeroes(struct blk_disk *d, struct blk_req *req, uint64_t off,
 	return blk_write_zeroes(inner(d), req, off, len, unmap);
 }
 
+static int g_set_locked(struct blk_disk *d, bool locked)
+{
+	struct blk_disk *in = inner(d);
+	return in->drv->set_locked ? in->drv->set_locked(in, locked) : -ENOTSUP;
+}
+
 static const struct blk_driver guarded_raw_driver = {
 	.name = "raw",
 	.close = g_close,
@@ -107,6 +113,7 @@ static const struct blk_driver guarded_raw_driver = {
 	.flush = g_flush,
 	.discard = g_discard,
 	.write_zeroes = g_write_zeroes,
+	.set_locked = g_set_locked,
 };
 
 int qcow2_open_any(struct blk_disk **out, const char *path, const char *fmt, bool readonly,

@@ -274,8 +274,6 @@ static int rt_grow(struct qcow2 *q)
 	q->rt = nrt;
 	q->rt_entries = ne;
 	nrt = NULL;
-	if (S + nt + nb > q->free_hint)
-		q->free_hint = S + nt + nb;
 	/* nothing points at the old table now */
 	for (uint64_t c = 0; c < old_rtc && rc == 0; c++)
 		rc = qcow2_rc_add(q, (old_off >> q->cbits) + c, -1);
@@ -285,14 +283,12 @@ out:
 	return rc;
 }
 
-int qcow2_alloc(struct qcow2 *q, uint64_t *off)
+/* Find the first free cluster at or after the hint and take it. */
+static int alloc_scan(struct qcow2 *q, uint64_t *out)
 {
-	uint64_t idx = q->free_hint, v;
+	uint64_t idx = q->free_hint ? q->free_hint : 1, v; /* cluster 0 is the header */
 	int rc;
 
-	rc = qcow2_mark_dirty(q);
-	if (rc < 0)
-		return rc;
 	for (;;) {
 		uint64_t ti = idx >> q->rb_bits, rbo;
 
@@ -308,7 +304,10 @@ int qcow2_alloc(struct qcow2 *q, uint64_t *off)
 		if (rc < 0)
 			return rc;
 		if (!rbo) {
-			rc = rb_create(q, ti, idx);
+			/* refcounts that call metadata free are lies: stop there */
+			rc = qcow2_overlap_check(q, idx << q->cbits, q->cs);
+			if (rc == 0)
+				rc = rb_create(q, ti, idx);
 			if (rc < 0)
 				return rc;
 			idx++;
@@ -321,11 +320,32 @@ int qcow2_alloc(struct qcow2 *q, uint64_t *off)
 			break;
 		idx++;
 	}
-	rc = qcow2_rc_add(q, idx, 1);
+	rc = qcow2_overlap_check(q, idx << q->cbits, q->cs);
+	if (rc == 0)
+		rc = qcow2_rc_add(q, idx, 1);
 	if (rc < 0)
 		return rc;
-	if (q->free_hint >= idx)
-		q->free_hint = idx + 1; /* unless something below was freed meanwhile */
+	*out = idx;
+	return 0;
+}
+
+int qcow2_alloc(struct qcow2 *q, uint64_t *off)
+{
+	uint64_t start = q->free_hint, idx = 0;
+	int rc;
+
+	rc = qcow2_mark_dirty(q);
+	if (rc < 0)
+		return rc;
+	/* clusters freed while scanning (the old refcount table) lower the hint */
+	rc = alloc_scan(q, &idx);
+	if (rc < 0) {
+		if (q->free_hint > start)
+			q->free_hint = start;
+		return rc;
+	}
+	if (q->free_hint == start || q->free_hint > idx)
+		q->free_hint = idx + 1;
 	*off = idx << q->cbits;
 	if (*off + q->cs > q->file_end)
 		q->file_end = *off + q->cs;
@@ -467,7 +487,8 @@ int qcow2_meta_flush(struct qcow2 *q)
 
 int qcow2_rc_rebuild(struct qcow2 *q, const uint32_t *refs, uint64_t n)
 {
-	uint64_t E = 1ULL << q->rb_bits, S = end_cluster(q), nt = 1, nb = 1, total;
+	uint64_t E = 1ULL << q->rb_bits, nt = 1, nb = 1, total;
+	uint64_t S = qcow2_round_up(q->file_end, q->cs) >> q->cbits; /* past everything */
 	uint64_t *nrt = NULL;
 	uint8_t *blk = NULL;
 	int rc;

@@ -19,6 +19,38 @@ struct raw_disk {
 	uint64_t size;
 };
 
+/* Locks deferred by blk_defer_locks (a live-migration destination opens its
+ * images while the source still holds them). */
+#define MAX_DEFERRED 64
+static struct {
+	int fd;
+	bool readonly;
+	char path[256];
+} deferred[MAX_DEFERRED];
+static int nr_deferred;
+static bool defer_locks;
+
+void blk_defer_locks(bool on)
+{
+	defer_locks = on;
+	if (!on)
+		nr_deferred = 0;
+}
+
+int blk_take_deferred_locks(char *err, size_t errlen)
+{
+	for (int i = 0; i < nr_deferred; i++) {
+		int rc = blk_file_set_locked(deferred[i].fd, deferred[i].readonly, true);
+		if (rc) {
+			snprintf(err, errlen, "disk %s is still locked by another process", deferred[i].path);
+			return rc == -EAGAIN || rc == -EACCES ? -EBUSY : rc;
+		}
+	}
+	nr_deferred = 0;
+	defer_locks = false;
+	return 0;
+}
+
 int blk_file_open(const char *path, bool readonly, int *fdp, char *err, size_t errlen)
 {
 	struct flock fl = {
@@ -45,6 +77,19 @@ int blk_file_open(const char *path, bool readonly, int *fdp, char *err, size_t e
 		rc = -EINVAL;
 		snprintf(err, errlen, "disk %s: not a regular file or block device", path);
 		goto out;
+	}
+	if (defer_locks) {
+		if (nr_deferred == MAX_DEFERRED) {
+			rc = -ENOSPC;
+			snprintf(err, errlen, "disk %s: too many images", path);
+			goto out;
+		}
+		deferred[nr_deferred].fd = fd;
+		deferred[nr_deferred].readonly = readonly;
+		snprintf(deferred[nr_deferred].path, sizeof(deferred[0].path), "%s", path);
+		nr_deferred++;
+		*fdp = fd;
+		return 0;
 	}
 	/* OFD locks belong to this open file description: they conflict with
 	 * other processes and with other opens in this one, and go away on close */

@@ -103,6 +103,7 @@ enum virtio_blk_format { VIRTIO_BLK_FORMAT_RAW, VIRTIO_BLK_FORMAT_QCOW2 };
 struct virtio_blk_opts {
 	char path[PATH_MAX];
 	enum virtio_blk_format format;
+	bool format_given; /* format= was given: nothing is probed */
 	bool readonly;
 	char serial[VIRTIO_BLK_ID_BYTES + 1];
 	uint64_t iops; /* 0: no limit (kept for the rate limiter) */
@@ -123,7 +124,9 @@ int virtio_blk_set_limits(struct virtio_blk *vb, uint64_t bps, uint64_t iops);
 void virtio_blk_get_stats(struct virtio_blk *vb, struct virtio_blk_stats *out);
 
 /* Parse the value of one --disk option. On bad input returns -EINVAL with one
- * line in err; format=qcow2 parses but virtio_blk_create refuses it for now. */
+ * line in err. Without format=, virtio_blk_create detects the format from the
+ * image's first bytes (and a raw image found so refuses guest writes that
+ * would make it look like qcow2). */
 int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err, size_t errlen);
 /* Open and lock the image and make a device whose completions run on loop.
  * 0, or -errno with one line naming the image in err. */

@@ -43,7 +43,6 @@ struct vm_config {
 	const char *restore_dir;  /* --restore DIR: boot from a snapshot instead of a kernel */
 	struct snapshot_file *restore; /* opened by the caller when restore_dir is set */
 	const char *incoming;          /* --incoming tcp:HOST:PORT: receive a live migration */
-	struct guest_mem *incoming_mem; /* RAM received by the caller, taken over by the VM */
 	int argc;                 /* the options as given (kept in snapshots) */
 	char **argv;
 	const char *api_socket;   /* --api-socket PATH or NULL (no API) */

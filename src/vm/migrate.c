@@ -372,6 +372,7 @@ static void migrate_final(void *opaque, uint32_t events)
 			break;
 		evloop_run_once(vm->loop, 10);
 	}
+	uint64_t t_paused = ratelimit_now_ns();
 	uint64_t *dev = atomic_load(&vm->mem.dev_dirty);
 	rc = fetch_dirty(mg, &dirty, true); /* plus what the last pass found */
 	for (int i = 0; i < vm->mem.nr_regions && !rc; i++)
@@ -387,9 +388,11 @@ static void migrate_final(void *opaque, uint32_t events)
 		}
 	}
 	unlocked = true;
+	uint64_t t_pages = ratelimit_now_ns();
 	struct sbuf st = { 0 };
 	if ((rc = snapshot_build_state(vm, &st, err, sizeof(err))))
 		goto fail;
+	uint64_t t_state = ratelimit_now_ns();
 	rc = send_section(mg->fd, SEC_STATE, st.data, st.len);
 	sbuf_free(&st);
 	if (!rc)
@@ -406,6 +409,10 @@ static void migrate_final(void *opaque, uint32_t events)
 		         n > 1 ? ": " : "", n > 1 ? answer + 1 : "");
 		goto fail;
 	}
+	uint64_t t_ack = ratelimit_now_ns();
+	log_debug("migration switch-over: pause+drain %.1f ms, last %llu pages %.1f ms, state %.1f ms, "
+	          "destination %.1f ms", (t_paused - t0) / 1e6, (unsigned long long)sent,
+	          (t_pages - t_paused) / 1e6, (t_state - t_pages) / 1e6, (t_ack - t_state) / 1e6);
 	pthread_mutex_lock(&mg->lock);
 	mg->downtime_ms = (ratelimit_now_ns() - t0) / 1000000;
 	mg->total_ms = (ratelimit_now_ns() - mg->t0) / 1000000;
@@ -592,9 +599,8 @@ static int listen_tcp(const char *addr, char *err, size_t errlen)
 	return fd;
 }
 
-int migrate_incoming(const char *addr, int argc, char **argv, struct guest_mem *mem,
-                     struct snapshot_file *snap, int *out_argc, char ***out_argv, int *conn,
-                     char *err, size_t errlen)
+int migrate_accept(const char *addr, int argc, char **argv, int *conn, uint64_t *mem_size,
+                   int *out_argc, char ***out_argv, char *err, size_t errlen)
 {
 	uint8_t *data = NULL;
 	uint64_t len;
@@ -602,7 +608,6 @@ int migrate_incoming(const char *addr, int argc, char **argv, struct guest_mem *
 	int rc, ls = listen_tcp(addr, err, errlen), fd = -1;
 	struct snapshot_file cfgf = { 0 };
 
-	memset(mem, 0, sizeof(*mem));
 	if (ls < 0)
 		return ls;
 	log_info("waiting for a migration on %s", addr);
@@ -623,7 +628,6 @@ int migrate_incoming(const char *addr, int argc, char **argv, struct guest_mem *
 		rc = rc ? rc : -EPROTO;
 		goto fail;
 	}
-	/* the options, in the snapshot-file layout, reuse its parser's checks */
 	struct sbuf in;
 	sbuf_reader(&in, data, len);
 	uint32_t n = sbuf_get_u32(&in);
@@ -653,10 +657,29 @@ int migrate_incoming(const char *addr, int argc, char **argv, struct guest_mem *
 	}
 	if ((rc = snapshot_merge_args(&cfgf, argc, argv, out_argc, out_argv)))
 		goto fail;
-	if ((rc = mem_init(mem, size, layout_low_limit(size)))) {
-		snprintf(err, errlen, "--incoming: cannot allocate %llu MiB", (unsigned long long)(size >> 20));
-		goto fail;
-	}
+	/* cfgf's strings stay: the merged options borrow them for the VM's lifetime */
+	*mem_size = size;
+	*conn = fd;
+	return 0;
+fail:
+	free(data);
+	for (int i = 0; i < cfgf.argc; i++)
+		free(cfgf.argv[i]);
+	free(cfgf.argv);
+	if (fd >= 0)
+		close(fd);
+	return rc ? rc : -EPROTO;
+}
+
+int migrate_receive(int fd, const struct guest_mem *mem, struct snapshot_file *snap, char *err,
+                    size_t errlen)
+{
+	uint8_t *data = NULL;
+	uint64_t len;
+	uint32_t type;
+	int rc;
+
+	memset(snap, 0, sizeof(*snap));
 	for (;;) {
 		if ((rc = read_section(fd, &type, &data, &len, MAX_SECTION))) {
 			snprintf(err, errlen, "--incoming: the source went away (%s)", strerror(-rc));
@@ -669,7 +692,7 @@ int migrate_incoming(const char *addr, int argc, char **argv, struct guest_mem *
 				p += 8;
 				uint64_t off = rec & ~(PAGE - 1);
 				bool isz = rec & REC_ZERO;
-				if ((rec & (PAGE - 1) & ~REC_ZERO) || off >= size || (!isz && len - p < PAGE)) {
+				if ((rec & (PAGE - 1) & ~REC_ZERO) || off >= mem->size || (!isz && len - p < PAGE)) {
 					rc = -EPROTO;
 					snprintf(err, errlen, "--incoming: a memory record is out of range");
 					goto fail;
@@ -683,31 +706,22 @@ int migrate_incoming(const char *addr, int argc, char **argv, struct guest_mem *
 			}
 			free(data);
 			data = NULL;
-		} else if (type == SEC_STATE) {
+		} else if (type == SEC_STATE && !snap->data) {
 			rc = snapshot_parse(snap, data, len, err, errlen); /* takes data */
 			data = NULL;
 			if (rc)
 				goto fail;
 		} else if (type == SEC_DONE && snap->data) {
 			free(data);
-			break;
+			return 0;
 		} else {
 			rc = -EPROTO;
 			snprintf(err, errlen, "--incoming: unexpected section %u", type);
 			goto fail;
 		}
 	}
-	/* cfgf's strings stay: the merged options borrow them for the VM's lifetime */
-	*conn = fd;
-	return 0;
 fail:
 	free(data);
-	for (int i = 0; i < cfgf.argc; i++)
-		free(cfgf.argv[i]);
-	free(cfgf.argv);
-	if (fd >= 0)
-		close(fd);
-	mem_free(mem);
 	snapshot_close(snap);
 	return rc ? rc : -EPROTO;
 }

@@ -32,13 +32,15 @@ void vm_migrate_info(struct vm *vm, struct json_object *out);
 /* Tear down (joins the thread). */
 void vm_migrate_destroy(struct vm *vm);
 
-/* Destination: listen on "tcp:HOST:PORT", take one connection and receive a
- * VM up to its STATE. On success fills *mem (guest RAM as sent), *snap (the
- * state), *argc and *argv (the source's options merged with ours) and *conn (to
- * answer on with migrate_incoming_reply). -errno with a reason in err. */
-int migrate_incoming(const char *addr, int argc, char **argv, struct guest_mem *mem,
-                     struct snapshot_file *snap, int *out_argc, char ***out_argv, int *conn,
-                     char *err, size_t errlen);
+/* Destination, step 1: listen on "tcp:HOST:PORT", take one connection, read
+ * the source's options and memory size; *out_argc and *out_argv are those merged
+ * with ours (argv). The VM is created from them before its RAM arrives. */
+int migrate_accept(const char *addr, int argc, char **argv, int *conn, uint64_t *mem_size,
+                   int *out_argc, char ***out_argv, char *err, size_t errlen);
+/* Step 2: receive RAM into mem (the new VM's, its vCPUs not running) up to the
+ * state, which lands in *snap. */
+int migrate_receive(int conn, const struct guest_mem *mem, struct snapshot_file *snap, char *err,
+                    size_t errlen);
 /* Tell the source whether we took over (ok) or not (reason). Closes conn. */
 void migrate_incoming_reply(int conn, bool ok, const char *reason);
 

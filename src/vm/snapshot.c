@@ -111,8 +111,12 @@ bool snapshot_arg_is_restore(int argc, char **argv, int *i)
 int snapshot_merge_args(const struct snapshot_file *f, int argc, char **argv, int *out_argc,
                         char ***out_argv)
 {
-	/* list options given now replace the saved ones entirely */
+	/* list options given now replace the saved ones entirely; a migration's
+	 * destination never inherits the source's own sockets */
 	static const char *const lists[] = { "--disk", "--net", NULL };
+	bool incoming = false;
+	for (int k = 1; k < argc; k++)
+		incoming |= arg_named(argv[k], "--incoming");
 	char **v = calloc((size_t)(f->argc + argc + 1), sizeof(char *));
 	int n = 0;
 
@@ -128,6 +132,8 @@ int snapshot_merge_args(const struct snapshot_file *f, int argc, char **argv, in
 			for (int k = 1; k < argc; k++)
 				drop |= arg_named(argv[k], lists[l]);
 		}
+		if (incoming && (arg_named(a, "--api-socket") || arg_named(a, "--serial")))
+			drop = true;
 		if (drop) {
 			if (!arg_is_flag(a) && i + 1 < f->argc)
 				i++;

@@ -199,12 +199,7 @@ static int vm_add_devices(struct vm *vm)
 static int vm_setup_memory(struct vm *vm, char *err, size_t errlen)
 {
 	int rc;
-	if (vm->cfg->incoming_mem) {
-		/* live migration: RAM arrived already; the VM takes it over */
-		vm->mem = *vm->cfg->incoming_mem;
-		memset(vm->cfg->incoming_mem, 0, sizeof(*vm->cfg->incoming_mem));
-		rc = 0;
-	} else if (vm->cfg->restore) {
+	if (vm->cfg->restore) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", vm->cfg->restore_dir, SNAPSHOT_MEMORY);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -410,7 +405,7 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 		goto fail;
 	}
 	/* a restored VM's kernel is in its memory image */
-	if (!cfg->restore && (rc = vm_open_images(vm, err, errlen)))
+	if (!cfg->restore && !cfg->incoming && (rc = vm_open_images(vm, err, errlen)))
 		goto fail;
 	if (cfg->mem_size > host_mem_bytes()) {
 		snprintf(err, errlen, "--memory %llu MiB is more than this host has (%llu MiB)",
@@ -457,7 +452,7 @@ int vm_create(const struct vm_config *cfg, struct console *con, struct vm **out,
 			goto fail;
 		}
 	}
-	if (!cfg->restore && (rc = vm_load_guest(vm, err, errlen)))
+	if (!cfg->restore && !cfg->incoming && (rc = vm_load_guest(vm, err, errlen)))
 		goto fail;
 	if ((rc = vm_add_devices(vm))) {
 		snprintf(err, errlen, "cannot create devices: %s", strerror(-rc));
@@ -886,6 +881,11 @@ void vm_metrics(struct vm *vm, struct sbuf *out)
 	EMIT("cvisor_unhandled_io_total{bus=\"pio\"} %llu\n", (unsigned long long)vm->pio.unknown_total);
 	EMIT("cvisor_unhandled_io_total{bus=\"mmio\"} %llu\n", (unsigned long long)vm->mmio.unknown_total);
 #undef EMIT
+}
+
+const struct guest_mem *vm_memory(struct vm *vm)
+{
+	return &vm->mem;
 }
 
 struct evloop *vm_loop(struct vm *vm)

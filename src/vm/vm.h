@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "state/sbuf.h"
+#include "vm/mem.h"
 
 #include "vm/config.h"
 #include "vm/console.h"
@@ -47,6 +48,8 @@ void vm_request_migrated(struct vm *vm);
 void vm_metrics(struct vm *vm, struct sbuf *out);
 /* Nanoseconds since the vCPUs started. */
 uint64_t vm_uptime_ns(struct vm *vm);
+/* The VM's guest memory (a migration destination fills it before starting). */
+const struct guest_mem *vm_memory(struct vm *vm);
 /* The VM's event loop (the API server is served from it). */
 struct evloop *vm_loop(struct vm *vm);
 /* Human-readable exit reason. */
