@@ -21,6 +21,7 @@ $(RELEASE)/build.ninja: | build-deps
 $(BUILD)/cvisor: $(RELEASE)/build.ninja FORCE
 	@ninja -C $(RELEASE) >/dev/null || ninja -C $(RELEASE)
 	@ln -sf release/cvisor $(BUILD)/cvisor
+	@ln -sf release/cvisord $(BUILD)/cvisord
 
 # unit tests: AddressSanitizer + UndefinedBehaviorSanitizer
 $(DEBUG)/build.ninja: | build-deps
@@ -49,6 +50,6 @@ bench: deps all
 	tools/rig/bench.sh
 
 clean:
-	rm -rf $(RELEASE) $(DEBUG) $(FUZZ) $(BUILD)/cvisor
+	rm -rf $(RELEASE) $(DEBUG) $(FUZZ) $(BUILD)/cvisor $(BUILD)/cvisord
 
 FORCE:

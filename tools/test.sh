@@ -40,6 +40,19 @@ grep -E '^(PASS|FAIL) ' "$log/fuzz.res"
 grep -q '^FAIL' "$log/fuzz.res" && tail -40 "$log/fuzz.res"
 count "$log/fuzz.res"
 
+echo "== image tests (qemu-img interop, crash consistency)"
+: >"$log/img.res"
+for t in tests/img/*.sh; do
+	[ "$(basename "$t")" = lib.sh ] && continue
+	n=$(basename "$t" .sh)
+	if ! CVISOR="$ROOT/build/cvisor" sh "$t" >"$log/img-$n.log" 2>&1; then
+		grep -q '^FAIL ' "$log/img-$n.log" || echo "FAIL img:$n (no result lines)" >>"$log/img.res"
+	fi
+	sed -n 's/^\(PASS\|FAIL\) /\1 img:/p' "$log/img-$n.log" >>"$log/img.res"
+done
+cat "$log/img.res"
+count "$log/img.res"
+
 echo "== guest tests"
 tools/rig/rig.sh >"$log/rig.res" 2>&1
 grep -v -E '^[0-9]+ passed, [0-9]+ failed$' "$log/rig.res"

@@ -560,7 +560,7 @@ int img_main(int argc, char **argv)
 	};
 
 	if (argc < 2) {
-		usage(stderr);
+		img_err("expected a command (try: cvisor img --help)");
 		return IMG_EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
