@@ -363,15 +363,7 @@ static void migrate_final(void *opaque, uint32_t events)
 	uint64_t t0 = ratelimit_now_ns();
 	atomic_store(&vm->throttle_pct, 0);
 	vm_pause(vm);
-	/* in-flight disk requests finish first: memory and device state then agree */
-	for (int tries = 0; tries < 500; tries++) {
-		unsigned busy = 0;
-		for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++)
-			busy += vm->disks[i] ? virtio_blk_inflight(vm->disks[i]) : 0;
-		if (!busy)
-			break;
-		evloop_run_once(vm->loop, 10);
-	}
+	vm_drain_io(vm);
 	uint64_t t_paused = ratelimit_now_ns();
 	uint64_t *dev = atomic_load(&vm->mem.dev_dirty);
 	rc = fetch_dirty(mg, &dirty, true); /* plus what the last pass found */

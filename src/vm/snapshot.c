@@ -156,9 +156,7 @@ static void put_str(struct sbuf *b, const char *s)
 	sbuf_put(b, s, l);
 }
 
-/* Wait (serving the event loop) until no disk has requests in flight, so the
- * memory image and the device state agree. */
-static void drain_io(struct vm *vm)
+void vm_drain_io(struct vm *vm)
 {
 	for (int tries = 0; tries < 500; tries++) {
 		unsigned busy = 0;
@@ -289,7 +287,7 @@ int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
 		return -errno;
 	}
-	drain_io(vm);
+	vm_drain_io(vm);
 	if ((rc = snapshot_build_state(vm, &b, err, errlen)))
 		return rc;
 	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_MEMORY);

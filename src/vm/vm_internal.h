@@ -85,4 +85,8 @@ struct vm {
 	struct migration *migration;   /* outgoing live migration, or NULL */
 };
 
+/* Wait (serving the event loop) until no disk has requests in flight, so that
+ * a memory image and the device state agree (snapshot, migration). Main thread. */
+void vm_drain_io(struct vm *vm);
+
 #endif
