@@ -500,7 +500,6 @@ int virtio_pci_load(struct virtio_pci *vp, struct sbuf *in)
 	 * then refused); once FEATURES_OK is set they can only be offered ones */
 	if (in->err || nq != vd->ops->num_queues ||
 	    ((status & VIRTIO_STATUS_FEATURES_OK) && (gf & ~vd->host_features)) ||
-	    ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_FEATURES_OK)) ||
 	    (mc != MSIX_NO_VECTOR && mc >= vp->msix.nvec))
 		goto out;
 	/* everything is decoded into copies first: a refused load changes nothing */
@@ -531,8 +530,9 @@ int virtio_pci_load(struct virtio_pci *vp, struct sbuf *in)
 	vp->msix_config = (uint16_t)mc;
 	rc = 0;
 	/* a device its driver had started starts again (vhost set-up, resubmission) */
-	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_NEEDS_RESET) &&
-	    vd->ops->activate && vd->ops->activate(vd->priv, vd) < 0)
+	/* (a guest can set DRIVER_OK without FEATURES_OK; such a device stays down) */
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && (status & VIRTIO_STATUS_FEATURES_OK) &&
+	    !(status & VIRTIO_STATUS_NEEDS_RESET) && vd->ops->activate && vd->ops->activate(vd->priv, vd) < 0)
 		virtio_set_needs_reset(vd, "device could not restart after a restore");
 out:
 	pthread_mutex_unlock(&vd->lock);
