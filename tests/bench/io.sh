@@ -9,7 +9,7 @@ set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 : "${QEMU:?run with tools/rig/rig.sh --with-qemu}"
 SECS=${BENCH_IO_SECS:-4}
-MB=64
+MB=256
 img=$TMPDIR/bench.img
 dd if=/dev/zero of="$img" bs=1M count=256 2>/dev/null
 tunctl -t tap0 >/dev/null
