@@ -14,6 +14,7 @@
 #include "daemon/ring.h"
 
 #define DCON_MAX_VIEWERS 32
+#define DCON_BATCH_MS 10 /* the VM writes byte by byte: read at most this often */
 
 struct evloop;
 struct dcon_viewer;
@@ -22,13 +23,16 @@ struct dcon {
 	struct evloop *loop;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* the VM's console socket */
 	int fd; /* connection to the VM, -1 when none */
+	int timer_fd; /* ends a pause of reading fd (batching) */
+	bool paused;  /* fd is not watched until the timer fires */
 	struct ring ring;
 	struct dcon_viewer *viewers;
 	unsigned nr_viewers;
 	uint64_t dropped_input; /* viewer input the VM could not take at once */
 };
 
-/* Set up c for the console socket at path (not connected yet). 0 or -errno. */
+/* Set up c for the console socket at path (not connected yet). 0 or -errno
+ * (then dcon_free it). */
 int dcon_init(struct dcon *c, struct evloop *loop, const char *path);
 /* Disconnect, close every viewer, free the ring. */
 void dcon_free(struct dcon *c);

@@ -83,8 +83,12 @@ static struct dvm *vm_new(struct daemon *d, struct vmdef *def)
 	            sizeof(vm->dir) ||
 	    (size_t)snprintf(vm->api, sizeof(vm->api), "%s/api.sock", vm->dir) >= sizeof(vm->api) ||
 	    (size_t)snprintf(vm->con_path, sizeof(vm->con_path), "%s/console.sock", vm->dir) >=
-	            sizeof(vm->con_path) ||
-	    dcon_init(&vm->con, d->loop, vm->con_path) < 0) {
+	            sizeof(vm->con_path)) {
+		free(vm);
+		return NULL;
+	}
+	if (dcon_init(&vm->con, d->loop, vm->con_path) < 0) {
+		dcon_free(&vm->con);
 		free(vm);
 		return NULL;
 	}
