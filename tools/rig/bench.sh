@@ -6,7 +6,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 out=$ROOT/build/rig/logs/bench-$(date +%Y%m%d-%H%M%S).log
 mkdir -p "$(dirname "$out")"
 rc=0
-"$ROOT/tools/rig/rig.sh" --with-qemu -v "${@:-$ROOT/tests/bench/boot.sh}" >"$out" 2>&1 || rc=$?
+[ $# -gt 0 ] || set -- "$ROOT"/tests/bench/*.sh
+"$ROOT/tools/rig/rig.sh" --with-qemu -v "$@" >"$out" 2>&1 || rc=$?
 # nested runs stream the test output into $out; direct runs keep per-test logs
 direct=$(ls -dt "$ROOT"/build/rig/logs/direct-* 2>/dev/null | head -n1)
 { cat "$out"; [ -n "$direct" ] && [ "$direct" -nt "$out" ] && cat "$direct"/*.log; } |
