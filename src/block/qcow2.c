@@ -141,8 +141,61 @@ static unsigned clamp_u(uint64_t v, unsigned lo, unsigned hi)
 	return v < lo ? lo : v > hi ? hi : (unsigned)v;
 }
 
-/* Everything after the header: tables, caches, state bits, the backing file. */
-static int q_setup(struct qcow2 *q, char *err, size_t errlen)
+/* Read and check the header: the file's size into q->file_end, the parsed
+ * header into h. On failure one line (without the path) in msg. */
+static int q_read_header(struct qcow2 *q, struct qcow2_header *h, char *msg, size_t len)
+{
+	uint8_t first[24], *buf;
+	uint64_t cs;
+	off_t end;
+	int rc;
+
+	end = lseek(q->fd, 0, SEEK_END);
+	if (end < 0) {
+		rc = -errno;
+		snprintf(msg, len, "%s", strerror(-rc));
+		return rc;
+	}
+	q->file_end = (uint64_t)end;
+	/* the cluster size first, to read the whole header cluster */
+	rc = qcow2_pread(q, first, sizeof(first), 0);
+	if (rc < 0) {
+		snprintf(msg, len, "%s", strerror(-rc));
+		return rc;
+	}
+	if (qcow2_be32(first) != QCOW2_MAGIC) {
+		snprintf(msg, len, "not a qcow2 image");
+		return -EINVAL;
+	}
+	if (qcow2_be32(first + 20) < QCOW2_MIN_CLUSTER_BITS ||
+	    qcow2_be32(first + 20) > QCOW2_MAX_CLUSTER_BITS) {
+		snprintf(msg, len, "qcow2: bad cluster_bits %u (9 to 21 supported)",
+		         qcow2_be32(first + 20));
+		return -EINVAL;
+	}
+	cs = 1ULL << qcow2_be32(first + 20);
+	buf = malloc(cs);
+	if (!buf) {
+		snprintf(msg, len, "out of memory");
+		return -ENOMEM;
+	}
+	rc = qcow2_pread(q, buf, cs, 0);
+	if (rc == 0) {
+		char m[256];
+
+		rc = qcow2_header_parse(h, buf, cs, q->file_end, m, sizeof(m));
+		if (rc < 0)
+			snprintf(msg, len, "qcow2: %s", m);
+	} else {
+		snprintf(msg, len, "%s", strerror(-rc));
+	}
+	free(buf);
+	return rc;
+}
+
+/* Everything the header leads to: tables, state bits, open-time repairs
+ * (skipped while the lock is not ours yet: q->deferred). Writes nothing then. */
+static int q_load(struct qcow2 *q, char *err, size_t errlen)
 {
 	struct qcow2_header *h = &q->h;
 	const char *why = NULL;
@@ -157,17 +210,17 @@ static int q_setup(struct qcow2 *q, char *err, size_t errlen)
 	q->rc_max = q->rc_bits == 64 ? UINT64_MAX : (1ULL << q->rc_bits) - 1;
 	q->zero_from = qcow2_round_up(q->file_end, q->cs);
 	q->rt_entries = ((uint64_t)h->rt_clusters << q->cbits) / 8;
+	q->free_hint = 0;
+	q->l1_dirty_lo = q->l1_dirty_hi = 0;
+	q->zvalid = false;
 	rc = load_table(q, h->l1_off, h->l1_size, &q->l1);
 	if (rc == 0)
 		rc = load_table(q, h->rt_off, q->rt_entries, &q->rt);
-	if (rc == 0)
-		rc = qcow2_cache_init(&q->l2c, clamp_u((4u << 20) >> q->cbits, 4, 128), true);
-	if (rc == 0)
-		rc = qcow2_cache_init(&q->rbc, clamp_u((1u << 20) >> q->cbits, 4, 32), false);
 	if (rc < 0) {
 		snprintf(err, errlen, "disk %s: %s", q->path, strerror(-rc));
 		return rc;
 	}
+	q->snap_len = 0;
 	if (h->nb_snapshots) {
 		rc = qcow2_snap_walk(q, NULL, NULL, &q->snap_len);
 		if (rc < 0) {
@@ -187,7 +240,11 @@ static int q_setup(struct qcow2 *q, char *err, size_t errlen)
 			return q->corrupt ? -EROFS : -ENOTSUP;
 		}
 	}
-	if (!q->d.readonly && h->autoclear) {
+	q->lazy = !q->d.readonly && h->version >= 3 && (h->compat & QCOW2_COMPAT_LAZY);
+	q->dirty_on_disk = (h->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
+	if (q->deferred || q->d.readonly)
+		return 0;
+	if (h->autoclear) {
 		/* we keep no auto-clear feature's data up to date: say so first */
 		uint8_t z[8] = { 0 };
 
@@ -202,9 +259,7 @@ static int q_setup(struct qcow2 *q, char *err, size_t errlen)
 		h->autoclear = 0;
 		memset(h->raw + QCOW2_OFF_AUTOCLEAR, 0, 8);
 	}
-	q->lazy = !q->d.readonly && h->version >= 3 && (h->compat & QCOW2_COMPAT_LAZY);
-	if (!q->d.readonly && (h->incompat & QCOW2_INCOMPAT_DIRTY) &&
-	    !(q->flags & QCOW2_OPEN_NO_REPAIR)) {
+	if (q->dirty_on_disk && !(q->flags & QCOW2_OPEN_NO_REPAIR)) {
 		/* refcounts may be behind: rebuild them from the tables first */
 		rc = qcow2_repair_dirty(q);
 		if (rc == 0)
@@ -214,25 +269,69 @@ static int q_setup(struct qcow2 *q, char *err, size_t errlen)
 			         q->path, strerror(-rc));
 			return rc;
 		}
-	}
-	q->dirty_on_disk = (h->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
-	if (h->backing[0] && !(q->flags & QCOW2_OPEN_NO_BACKING)) {
-		rc = open_backing(q, err, errlen);
-		if (rc < 0)
-			return rc;
+		q->dirty_on_disk = false;
 	}
 	return 0;
+}
+
+/* The lock came back (live migration): what another process may have
+ * written meanwhile is read afresh; nothing cached survives. */
+static int q_reload(struct qcow2 *q)
+{
+	struct qcow2_header h;
+	char msg[512];
+	int rc;
+
+	rc = q_read_header(q, &h, msg, sizeof(msg));
+	if (rc == 0 && (h.cluster_bits != q->h.cluster_bits ||
+	                h.refcount_order != q->h.refcount_order)) {
+		qcow2_header_free(&h);
+		rc = -EIO;
+	}
+	if (rc < 0) {
+		log_error("disk %s: reloading after the lock hand-over: %s", q->path,
+		          rc == -EIO ? "the image changed its geometry" : msg);
+		return rc;
+	}
+	qcow2_header_free(&q->h);
+	q->h = h;
+	free(q->l1);
+	free(q->rt);
+	q->l1 = q->rt = NULL;
+	for (unsigned i = 0; i < q->l2c.n; i++)
+		q->l2c.e[i].off = 0;
+	for (unsigned i = 0; i < q->rbc.n; i++)
+		q->rbc.e[i].off = 0;
+	q->npending = 0;
+	rc = q_load(q, msg, sizeof(msg));
+	if (rc < 0)
+		log_error("%s", msg);
+	return rc;
+}
+
+/* Before any request: an image opened while another process held its lock
+ * (a migration destination) is taken over, and reloaded, on first use. */
+static int q_ensure_locked(struct qcow2 *q)
+{
+	int rc;
+
+	if (!q->deferred)
+		return 0;
+	if (blk_file_set_locked(q->fd, q->d.readonly, true) < 0)
+		return -EBUSY;
+	q->deferred = false;
+	rc = q_reload(q);
+	if (rc < 0)
+		q->deferred = true;
+	return rc;
 }
 
 static int q_open_depth(struct blk_disk **out, const char *path, bool readonly, unsigned flags,
                         struct aio *aio, unsigned depth, char *err, size_t errlen)
 {
 	struct qcow2 *q;
-	uint8_t first[24], *buf = NULL;
-	char msg[256];
+	char msg[512];
 	struct stat st;
-	uint64_t cs;
-	off_t end;
 	int rc;
 
 	q = calloc(1, sizeof(*q));
@@ -255,48 +354,32 @@ static int q_open_depth(struct blk_disk **out, const char *path, bool readonly, 
 	rc = blk_file_open(path, readonly, &q->fd, err, errlen);
 	if (rc < 0)
 		goto out;
-	end = lseek(q->fd, 0, SEEK_END);
-	if (end < 0 || fstat(q->fd, &st) < 0) {
+	/* a migration destination opens images before the source lets go of
+	 * them (blk_defer_locks): then write nothing until the lock is ours */
+	if (blk_file_set_locked(q->fd, readonly, true) < 0)
+		q->deferred = true;
+	if (fstat(q->fd, &st) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "disk %s: %s", path, strerror(-rc));
 		goto out;
 	}
-	q->file_end = (uint64_t)end;
 	q->d.block_size = st.st_blksize > 0 ? (uint32_t)st.st_blksize : BLK_SECTOR_SIZE;
-	/* the cluster size first, to read the whole header cluster */
-	rc = qcow2_pread(q, first, sizeof(first), 0);
-	if (rc == 0 && qcow2_be32(first) != QCOW2_MAGIC)
-		rc = -EINVAL;
-	if (rc == 0 && (qcow2_be32(first + 20) < QCOW2_MIN_CLUSTER_BITS ||
-	                qcow2_be32(first + 20) > QCOW2_MAX_CLUSTER_BITS)) {
-		snprintf(err, errlen, "disk %s: qcow2: bad cluster_bits %u (9 to 21 supported)", path,
-		         qcow2_be32(first + 20));
-		rc = -EINVAL;
-		goto out;
-	}
+	rc = q_read_header(q, &q->h, msg, sizeof(msg));
 	if (rc < 0) {
-		snprintf(err, errlen, "disk %s: %s", path,
-		         rc == -EINVAL ? "not a qcow2 image" : strerror(-rc));
+		snprintf(err, errlen, "disk %s: %s", path, msg);
 		goto out;
 	}
-	cs = 1ULL << qcow2_be32(first + 20);
-	buf = malloc(cs);
-	if (!buf) {
-		rc = -ENOMEM;
+	rc = qcow2_cache_init(&q->l2c, clamp_u((4u << 20) >> q->h.cluster_bits, 4, 128), true);
+	if (rc == 0)
+		rc = qcow2_cache_init(&q->rbc, clamp_u((1u << 20) >> q->h.cluster_bits, 4, 32),
+		                      false);
+	if (rc < 0) {
 		snprintf(err, errlen, "disk %s: out of memory", path);
 		goto out;
 	}
-	rc = qcow2_pread(q, buf, cs, 0);
-	if (rc == 0)
-		rc = qcow2_header_parse(&q->h, buf, cs, q->file_end, msg, sizeof(msg));
-	else
-		snprintf(msg, sizeof(msg), "%s", strerror(-rc));
-	free(buf);
-	if (rc < 0) {
-		snprintf(err, errlen, "disk %s: qcow2: %s", path, msg);
-		goto out;
-	}
-	rc = q_setup(q, err, errlen);
+	rc = q_load(q, err, errlen);
+	if (rc == 0 && q->h.backing[0] && !(flags & QCOW2_OPEN_NO_BACKING))
+		rc = open_backing(q, err, errlen);
 	if (rc < 0)
 		goto out;
 	*out = &q->d;
@@ -323,7 +406,7 @@ static void drv_close(struct blk_disk *d)
 	struct qcow2 *q = qc(d);
 	int rc = 0;
 
-	if (!q->d.readonly) {
+	if (!q->d.readonly && !q->deferred) {
 		rc = qcow2_meta_flush(q);
 		if (rc == 0)
 			rc = qcow2_sync(q);
@@ -338,6 +421,33 @@ static void drv_close(struct blk_disk *d)
 static uint64_t drv_size(struct blk_disk *d)
 {
 	return qc(d)->h.size;
+}
+
+static int drv_set_locked(struct blk_disk *d, bool locked)
+{
+	struct qcow2 *q = qc(d);
+	int rc;
+
+	if (locked) {
+		q->deferred = true; /* whatever the other side wrote is read afresh */
+		return q_ensure_locked(q);
+	}
+	if (!q->d.readonly && !q->deferred) {
+		/* the next holder knows the image only from the file: all of it goes there */
+		rc = qcow2_meta_flush(q);
+		if (rc == 0)
+			rc = qcow2_sync(q);
+		if (rc == 0 && q->dirty_on_disk) {
+			rc = qcow2_header_write_incompat(q, q->h.incompat & ~QCOW2_INCOMPAT_DIRTY);
+			q->dirty_on_disk = rc < 0;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	rc = blk_file_set_locked(q->fd, q->d.readonly, false);
+	if (rc == 0)
+		q->deferred = true;
+	return rc;
 }
 
 /* ---- requests ---- */
@@ -528,6 +638,8 @@ static int qcow2_rw(struct blk_disk *d, struct blk_req *req, enum blk_op op,
 	int rc;
 
 	rc = iov_total(iov, iovcnt, &len);
+	if (rc == 0)
+		rc = q_ensure_locked(q);
 	if (rc < 0)
 		return rc;
 	if (op == BLK_OP_WRITE && q->d.readonly)
@@ -576,6 +688,9 @@ static int drv_flush(struct blk_disk *d, struct blk_req *req)
 
 	if (!req->done)
 		return -EINVAL;
+	rc = q_ensure_locked(q);
+	if (rc < 0)
+		return rc;
 	if (q->d.readonly)
 		return aio_complete_req(d->aio, req, 0);
 	rc = qcow2_meta_flush(q);
@@ -633,6 +748,9 @@ static int drv_range(struct blk_disk *d, struct blk_req *req, uint64_t off, uint
 	struct qcow2 *q = qc(d);
 	int rc;
 
+	rc = q_ensure_locked(q);
+	if (rc < 0)
+		return rc;
 	if (q->d.readonly)
 		return -EROFS;
 	if (off > q->h.size || len > q->h.size - off || !req->done)
@@ -667,6 +785,7 @@ const struct blk_driver blk_qcow2_driver = {
 	.flush = drv_flush,
 	.discard = drv_discard,
 	.write_zeroes = drv_write_zeroes,
+	.set_locked = drv_set_locked,
 };
 
 /* ---- for cvisor img ---- */

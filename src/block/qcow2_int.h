@@ -153,6 +153,7 @@ struct qcow2 {
 	bool lazy;                /* lazy refcounts in use: the dirty bit covers ordering */
 	bool dirty_on_disk;       /* the dirty bit is set in the file */
 	bool corrupt;
+	bool deferred;            /* another process holds the lock (migration): reload on use */
 	bool unsynced;            /* metadata written since the last fdatasync */
 	bool unsynced_rb;         /* of which refcount blocks or the refcount table */
 	uint64_t snap_len;        /* bytes of the snapshot table */
@@ -228,8 +229,9 @@ int qcow2_snap_walk(struct qcow2 *q,
 
 /* ---- qcow2_cluster.c ---- */
 
-/* Set up / tear down a metadata cache of n tables. */
+/* Set up a metadata cache of n tables (buffers come on first use). */
 int qcow2_cache_init(struct qcow2_cache *c, unsigned n, bool is_l2);
+/* Free a cache (dirty tables are dropped: flush first). */
 void qcow2_cache_free(struct qcow2_cache *c);
 /* The cached table at host offset off, read from the file unless fresh (then zeroed). */
 int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, bool fresh,
@@ -238,8 +240,9 @@ int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, bool f
 int qcow2_cache_flush(struct qcow2 *q, struct qcow2_cache *c, bool *wrote);
 /* Forget a cached table (it was freed). */
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t off);
-/* pread/pwrite the whole range; reads past the end of the file give zeroes. */
+/* pread the whole range; past the end of the file reads zeroes. */
 int qcow2_pread(struct qcow2 *q, void *buf, size_t len, uint64_t off);
+/* pwrite the whole range (the image must be writable); tracks the file's end. */
 int qcow2_pwrite(struct qcow2 *q, const void *buf, size_t len, uint64_t off);
 /* fdatasync the image; clears the unsynced flags. */
 int qcow2_sync(struct qcow2 *q);

@@ -29,11 +29,15 @@ struct img {
 int img_open(struct img *im, const char *path, const char *fmt, bool readonly, unsigned qflags);
 /* Close an image opened by img_open (a zeroed struct is fine). */
 void img_close(struct img *im);
-/* Synchronous I/O on an open image; 0 or -errno. */
+/* Read len bytes at off (synchronously); 0 or -errno. */
 int img_read(struct img *im, void *buf, uint64_t len, uint64_t off);
+/* Write len bytes at off; 0 or -errno. */
 int img_write(struct img *im, const void *buf, uint64_t len, uint64_t off);
+/* Zero [off, off + len), deallocating it if unmap; 0 or -errno. */
 int img_zero(struct img *im, uint64_t len, uint64_t off, bool unmap);
+/* Discard [off, off + len); 0 or -errno. */
 int img_discard(struct img *im, uint64_t len, uint64_t off);
+/* Make what was written durable; 0 or -errno. */
 int img_flush(struct img *im);
 /* Print "cvisor img: MSG" on stderr (one line). */
 void img_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -48,12 +52,18 @@ struct qcow2_create_opts;
 /* Parse create's -o list (cluster_size, compat, refcount_bits, lazy_refcounts) into o. */
 int img_parse_create_opts(const char *arg, struct qcow2_create_opts *o);
 
-/* Subcommands (img_convert.c, img_test.c): argc/argv start at the subcommand. */
+/* The subcommands (argv[0] is the subcommand's name); each returns the exit status. */
+/* convert [-f FMT] [-O FMT] [-o OPTS] SRC DST */
 int img_cmd_convert(int argc, char **argv);
+/* commit [-f FMT] [-d] FILE */
 int img_cmd_commit(int argc, char **argv);
+/* rebase [-f FMT] [-u] -b BASE [-F FMT] FILE */
 int img_cmd_rebase(int argc, char **argv);
+/* resize [-f FMT] FILE [+]SIZE */
 int img_cmd_resize(int argc, char **argv);
+/* write [-f FMT] [-P BYTE] [-z [-u]] [-d] FILE OFFSET LEN (test helper) */
 int img_cmd_write(int argc, char **argv);
+/* stress [options] FILE: seeded writes for crash tests, and their verifier */
 int img_cmd_stress(int argc, char **argv);
 
 #endif

@@ -4,10 +4,11 @@
  *
  * stress splits the disk into slots. Op i targets slot perm(i): ops below
  * the slot count write a pattern into part of the slot, later ops zero the
- * whole slot. After each flush it prints "flushed N": ops 0..N-1 are then on
- * disk. --verify N checks, for every slot no op at or past N touches, that
- * it holds exactly what ops below N put there, and the base (or zeroes)
- * elsewhere. */
+ * whole slot. After each flush (every --flush-every ops) it prints "flushed
+ * N": ops 0..N-1 are then on disk, and none past N + flush-every - 1 has
+ * started. --verify N checks, for every slot that no op of the uncertain
+ * window [N, N + flush-every) touches, that it holds exactly what ops below
+ * N put there, and the base (or zeroes) elsewhere. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -138,7 +139,7 @@ static uint8_t plan_byte(uint64_t i, uint64_t pos)
 }
 
 static int verify(struct img *im, struct img *base, const struct plan *p, uint64_t done,
-                  uint64_t total)
+                  uint64_t every, uint64_t total)
 {
 	uint8_t *got = malloc(p->slot), *want = malloc(p->slot);
 	uint64_t *last = calloc(p->nslots, sizeof(*last)); /* op + 1, 0: none */
@@ -155,8 +156,8 @@ static int verify(struct img *im, struct img *base, const struct plan *p, uint64
 
 		if (i < done)
 			last[s] = i + 1;
-		else
-			unsure[s] = true;
+		else if (i < done + every)
+			unsure[s] = true; /* may or may not have happened */
 	}
 	for (uint64_t s = 0; s < p->nslots; s++) {
 		uint64_t at = s * p->slot;
@@ -271,7 +272,9 @@ int img_cmd_stress(int argc, char **argv)
 	if (do_verify) {
 		if (basepath && img_open(&base, basepath, "raw", true, 0) < 0)
 			goto out;
-		rc = verify(&im, basepath ? &base : NULL, &p, vdone, total ? total : count);
+		if (total && total < count)
+			count = total;
+		rc = verify(&im, basepath ? &base : NULL, &p, vdone, every, count);
 		status = rc == 0 ? IMG_EXIT_OK : IMG_EXIT_FAIL;
 		goto out;
 	}

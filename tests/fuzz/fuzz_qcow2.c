@@ -170,6 +170,16 @@ static void make_template(int t)
 		abort();
 }
 
+static void fuzz_cleanup(void)
+{
+	char path[96];
+
+	unlink(img_path);
+	snprintf(path, sizeof(path), "%s/b", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void fuzz_init(void)
 {
 	uint8_t b[65536];
@@ -180,6 +190,7 @@ static void fuzz_init(void)
 	snprintf(dir, sizeof(dir), "/tmp/cvisor-fuzz-qcow2-XXXXXX");
 	if (!mkdtemp(dir) || aio_create(&aio, 16, AIO_SYNC) < 0)
 		abort();
+	atexit(fuzz_cleanup);
 	snprintf(img_path, sizeof(img_path), "%s/img", dir);
 	snprintf(path, sizeof(path), "%s/b", dir);
 	for (size_t i = 0; i < sizeof(b); i++)

@@ -23,8 +23,8 @@ while [ $i -lt "$n" ]; do
 	esac
 	rm -f c.qcow2 log
 	# shellcheck disable=SC2086
-	"$CVISOR" img create -q -f qcow2 $opts c.qcow2 256M
-	"$CVISOR" img stress --seed "$seed" --count 100000 --slot 72k --flush-every 4 c.qcow2 >log 2>&1 &
+	"$CVISOR" img create -q -f qcow2 $opts c.qcow2 2G
+	"$CVISOR" img stress --seed "$seed" --count 1000000 --slot 72k --flush-every 2 c.qcow2 >log 2>&1 &
 	pid=$!
 	# somewhere between 0.05 and 2.5 seconds into the run (it takes longer)
 	sleep "$(awk -v r="$(rnd)" 'BEGIN { printf "%.2f", 0.05 + (r % 246) / 100 }')"
@@ -49,11 +49,11 @@ while [ $i -lt "$n" ]; do
 		continue
 	fi
 	# shellcheck disable=SC2086
-	if ! "$CVISOR" img stress --seed "$seed" --slot 72k --count 100000 --verify "$last" \
-		--total 100000 $b c.qcow2 >verify.out 2>&1; then
+	if ! "$CVISOR" img stress --seed "$seed" --slot 72k --count 1000000 --flush-every 2 \
+		--verify "$last" $b c.qcow2 >verify.out 2>&1; then
 		fail "$name" "$info: $(tr '\n' ' ' <verify.out)"
 		continue
 	fi
-	pass "$name ($info, $(grep -c Leaked check.out) clusters leaked)"
+	pass "$name ($info, $(sed -n 's/^verified \([0-9]*\) slots.*/\1/p' verify.out) slots verified, $(grep -c Leaked check.out) clusters leaked)"
 done
 finish

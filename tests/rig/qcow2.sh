@@ -3,7 +3,9 @@
 # (made in L1 with `cvisor img create`); the overlay checks clean, the base is
 # untouched, a second VM (format detected, read-only) reads the data back; and
 # after kill -9 of a VM whose guest writes and fsyncs, the image has no
-# corruption and every file the guest saw synced is intact.
+# corruption and every file the guest saw synced is intact; a live migration
+# hands the overlay over (the destination reloads its metadata) and the guest
+# goes on writing there.
 # timeout: 900
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
@@ -39,7 +41,7 @@ shell_start "$log" $boot --disk "path=$TMPDIR/overlay.qcow2,format=qcow2" \
 shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt" >/dev/null
 [ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "mount failed"; }
 sum1=$(shell_run "dd if=/dev/urandom of=/mnt/data bs=1M count=8 2>/dev/null && sync &&
-	md5sum /mnt/data | cut -d' ' -f1" 180)
+	md5sum /mnt/data | cut -d' ' -f1" 180 | grep -o '^[0-9a-f]\{32\}$' | tail -n1)
 [ "$(shell_rc)" = 0 ] && [ ${#sum1} = 32 ] || { show_console "$log"; fail "write failed: $sum1"; }
 shell_run "mkdir /mnt/small && i=0 && while [ \$i -lt 200 ]; do echo file \$i >/mnt/small/f\$i;
 	i=\$((i + 1)); done && dd if=/dev/urandom of=/mnt/gone bs=1M count=2 2>/dev/null && sync" 180 \
@@ -65,9 +67,9 @@ shell_start "$log" $boot --disk "path=$TMPDIR/overlay.qcow2,readonly=on" \
 	--cmdline "console=ttyS0 mode=shell"
 shell_run "mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt" >/dev/null
 [ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "read-only mount failed"; }
-sum2=$(shell_run "md5sum /mnt/data | cut -d' ' -f1" 120)
+sum2=$(shell_run "md5sum /mnt/data | cut -d' ' -f1" 120 | grep -o '^[0-9a-f]\{32\}$' | tail -n1)
 [ "$sum2" = "$sum1" ] || { show_console "$log"; fail "read back $sum2, written $sum1"; }
-n=$(shell_run "cat /mnt/small/* | wc -l")
+n=$(shell_run "cat /mnt/small/* | wc -l" | grep -o '^ *[0-9]*$' | tr -d ' ' | tail -n1)
 [ "$n" = 200 ] || { show_console "$log"; fail "$n of 200 small files read back"; }
 [ "$(shell_run 'cat /mnt/small/f123')" = "file 123" ] || { show_console "$log"; fail "f123"; }
 check "md5 matches, 200 small files there"
@@ -99,11 +101,60 @@ shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt" 120 >/dev/null
 [ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "mount after the crash failed"; }
 tr -d '\r' <"$TMPDIR/q3.log" | grep '^SYNCED [0-9]* [0-9a-f]\{32\}$' >"$TMPDIR/synced"
 while read -r _ i sum; do
-	got=$(shell_run "md5sum </mnt/c$i | cut -c1-32" 60)
+	got=$(shell_run "md5sum </mnt/c$i | cut -c1-32" 60 | grep -o '^[0-9a-f]\{32\}$' | tail -n1)
 	[ "$got" = "$sum" ] || { show_console "$log"; fail "file c$i: md5 $got, synced $sum"; }
 done <"$TMPDIR/synced"
-[ "$(shell_run "md5sum /mnt/data | cut -d' ' -f1" 120)" = "$sum1" ] || fail "/mnt/data changed"
+[ "$(shell_run "md5sum /mnt/data | cut -d' ' -f1" 120 | grep -o '^[0-9a-f]\{32\}$' | tail -n1)" = "$sum1" ] ||
+	fail "/mnt/data changed"
 shell_run "umount /mnt" >/dev/null
 shell_poweroff
 img_check leaks-ok
 check "all synced files intact"
+
+log=$TMPDIR/q5.log
+api=$TMPDIR/api.sock
+check "live migration: the guest writes on the source, then on the destination"
+shell_start "$log" $boot --disk "path=$TMPDIR/overlay.qcow2,format=qcow2" --api-socket "$api" \
+	--cmdline "console=ttyS0 mode=shell"
+before=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/urandom of=/mnt/before bs=64k count=16 conv=fsync 2>/dev/null && md5sum </mnt/before | cut -c1-32" 120 |
+	grep -o '^[0-9a-f]\{32\}$' | tail -n1)
+[ ${#before} = 32 ] || { show_console "$log"; fail "writing on the source failed"; }
+src_pid=$CVISOR_PID
+dlog=$TMPDIR/q5d.log
+rm -f "$TMPDIR/dstin"
+mkfifo "$TMPDIR/dstin"
+"$CVISOR" run --incoming tcp:127.0.0.1:7013 <"$TMPDIR/dstin" >"$dlog" 2>&1 &
+dst=$!
+exec 4>"$TMPDIR/dstin"
+sleep 1
+"$CVISOR" ctl --api-socket "$api" migrate tcp:127.0.0.1:7013 >/dev/null || fail "migrate request refused"
+i=0
+while alive "$src_pid" && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+alive "$src_pid" && { show_console "$log"; fail "the source still runs 120 s after migrate"; }
+RC=0; wait "$src_pid" || RC=$?
+CVISOR_PID=
+exec 3>&-
+[ "$RC" = 0 ] || { show_console "$log"; fail "the source exited $RC after migrating"; }
+printf '%s\n' 'dd if=/dev/urandom of=/mnt/after bs=64k count=32 conv=fsync 2>/dev/null; sync; echo "AFTER $(md5sum </mnt/after | cut -c1-32) $(md5sum </mnt/before | cut -c1-32)"' >&4
+wait_for "$dlog" "^AFTER " 120 || fail "the destination cannot write the overlay"
+after=$(tr -d '\r' <"$dlog" | sed -n 's/^AFTER \([0-9a-f]*\) \([0-9a-f]*\)$/\1/p' | tail -n1)
+seen=$(tr -d '\r' <"$dlog" | sed -n 's/^AFTER \([0-9a-f]*\) \([0-9a-f]*\)$/\2/p' | tail -n1)
+[ "$seen" = "$before" ] || { show_console "$dlog"; fail "the destination reads $seen, the source wrote $before"; }
+check "the destination reads what the source wrote and writes more (md5 $after)"
+printf 'umount /mnt; poweroff -f\n' >&4
+i=0
+while alive $dst && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
+drc=0; wait $dst || drc=$?
+exec 4>&-
+[ "$drc" = 0 ] || { show_console "$dlog"; fail "the destination exited $drc"; }
+img_check
+
+log=$TMPDIR/q6.log
+shell_start "$log" $boot --disk "path=$TMPDIR/overlay.qcow2,readonly=on" --cmdline "console=ttyS0 mode=shell"
+shell_run "mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt" >/dev/null
+[ "$(shell_run "md5sum </mnt/after | cut -c1-32; md5sum </mnt/before | cut -c1-32" 60 |
+	grep '^[0-9a-f]\{32\}$' | tr '\n' ' ')" = "$after $before " ] ||
+	{ show_console "$log"; fail "after the migration the files read back differently"; }
+shell_poweroff
+[ "$(md5sum <base.raw)" = "$base_sum" ] || fail "the raw base changed"
+check "both files intact in a new VM; the base untouched"

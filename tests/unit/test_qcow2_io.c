@@ -714,6 +714,44 @@ static void test_locking(void **state)
 	blk_close(b);
 }
 
+/* Live migration's lock hand-over: the destination opens the image while the
+ * source holds it, writes nothing, and reloads everything when it takes over. */
+static void test_handover(void **state)
+{
+	struct fx *f = *state;
+	struct blk_disk *src, *dst;
+	uint8_t b[512];
+
+	make(f, f->path, 8 * MIB, 0, 0, 3, NULL, NULL);
+	src = open_q(f, f->path, false, 0);
+	write_pat(f, src, 0, 64 * KIB, 1);
+	blk_defer_locks(true);
+	dst = open_q(f, f->path, false, 0);
+	blk_defer_locks(false);
+	assert_int_equal(rd(f, dst, b, sizeof(b), 0), -EBUSY); /* not ours yet */
+	/* the source goes on: a new L2 table, clusters, refcounts */
+	write_pat(f, src, 5 * MIB, 200 * KIB, 2);
+	assert_int_equal(src->drv->set_locked(src, false), 0);
+	/* switch-over: the destination takes the lock and sees everything */
+	expect(f, dst, 0, 64 * KIB, 1);
+	expect(f, dst, 5 * MIB, 200 * KIB, 2);
+	write_pat(f, dst, 7 * MIB, 100 * KIB, 3);
+	assert_int_equal(flush(f, dst), 0);
+	/* the source cannot have it back now; it is closed without writing */
+	assert_int_equal(src->drv->set_locked(src, true), -EBUSY);
+	blk_close(src);
+	blk_close(dst);
+	check(f, f->path, 0, 0);
+	/* a failed migration: the source takes its lock back and goes on */
+	src = open_q(f, f->path, false, 0);
+	assert_int_equal(src->drv->set_locked(src, false), 0);
+	assert_int_equal(src->drv->set_locked(src, true), 0);
+	write_pat(f, src, 6 * MIB, 4 * KIB, 4);
+	expect(f, src, 7 * MIB, 100 * KIB, 3);
+	blk_close(src);
+	check(f, f->path, 0, 0);
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, s, teardown)
 
 int main(void)
@@ -732,6 +770,7 @@ int main(void)
 		T(test_resize, setup_uring),
 		T(test_probe_guard, setup_sync),
 		T(test_locking, setup_sync),
+		T(test_handover, setup_sync),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
