@@ -26,6 +26,7 @@ static void usage(FILE *f)
 	      "  snapshot -l FILE\n"
 	      "  write [-f FMT] [-P BYTE] [-z] [-u] FILE OFFSET LEN   (test helper)\n"
 	      "  stress [options] FILE                     (test helper: see --help)\n"
+	      "  bench [-f FMT] read|write SECONDS FILE    (random 4 KiB I/O in-process)\n"
 	      "Sizes take qemu-img's suffixes: k, M, G, T, P, E.\n",
 	      f);
 }
@@ -557,6 +558,7 @@ int img_main(int argc, char **argv)
 		{ "resize", img_cmd_resize }, { "commit", img_cmd_commit },
 		{ "rebase", img_cmd_rebase }, { "snapshot", cmd_snapshot },
 		{ "write", img_cmd_write }, { "stress", img_cmd_stress },
+		{ "bench", img_cmd_bench },
 	};
 
 	if (argc < 2) {

@@ -65,5 +65,7 @@ int img_cmd_resize(int argc, char **argv);
 int img_cmd_write(int argc, char **argv);
 /* stress [options] FILE: seeded writes for crash tests, and their verifier */
 int img_cmd_stress(int argc, char **argv);
+/* `img bench`: random 4 KiB reads or writes through the driver, in-process. */
+int img_cmd_bench(int argc, char **argv);
 
 #endif
