@@ -28,8 +28,10 @@ check "source ticking, data md5 $sum0"
 "$CVISOR" run --incoming tcp:127.0.0.1:7001 --serial none >"$TMPDIR/d0.log" 2>&1 &
 d0=$!
 sleep 1
+# frozen, the destination stops reading: the source is mid-transfer when it dies
+kill -STOP $d0
 ctl migrate tcp:127.0.0.1:7001 >/dev/null || fail "migrate request refused"
-sleep 0.3
+sleep 1
 kill -9 $d0 2>/dev/null || true
 wait $d0 2>/dev/null || true
 i=0
