@@ -46,12 +46,14 @@ check "destination killed mid-migration: source still running (migration: $(mig_
 d1=$!
 sleep 1
 shell_run "(while :; do dd if=/dev/urandom of=/dev/shm/churn bs=1M count=16 conv=notrunc 2>/dev/null; done) &" >/dev/null
+kill -STOP $d1 # a stalled destination: the migration cannot finish before the cancel
 ctl migrate tcp:127.0.0.1:7002 >/dev/null || fail "migrate request refused"
 sleep 0.5
 ctl migrate-cancel >/dev/null 2>&1 || "$CVISOR" ctl --api-socket "$api" migrate cancel >/dev/null 2>&1 || true
 i=0
 while [ "$(mig_state)" = active ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
 st=$(mig_state)
+kill -CONT $d1
 i=0
 while alive $d1 && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
 drc=0; wait $d1 || drc=$?
