@@ -262,11 +262,7 @@ static void *migrate_thread(void *arg)
 	memcpy(hdr, MAGIC, 8);
 	hdr[8] = STREAM_VERSION;
 	memcpy(hdr + 12, "cvisor 0.1.0", 12);
-	sbuf_put_u32(&b, (uint32_t)vm->cfg->argc);
-	for (int i = 0; i < vm->cfg->argc; i++) {
-		sbuf_put_u32(&b, (uint32_t)strlen(vm->cfg->argv[i]));
-		sbuf_put(&b, vm->cfg->argv[i], strlen(vm->cfg->argv[i]));
-	}
+	snapshot_put_args(vm, &b);
 	sbuf_put_u64(&b, vm->mem.size);
 	rc = b.err ? b.err : send_all(mg->fd, hdr, sizeof(hdr));
 	if (!rc)

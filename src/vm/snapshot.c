@@ -208,6 +208,21 @@ out:
 	return rc;
 }
 
+void snapshot_put_args(struct vm *vm, struct sbuf *b)
+{
+	/* the options as given, minus --restore/--incoming (the snapshot is the source) */
+	int nargs = 0;
+	for (int i = 0; i < vm->cfg->argc; i++)
+		nargs += !snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &i);
+	sbuf_put_u32(b, (uint32_t)nargs);
+	for (int i = 0; i < vm->cfg->argc; i++) {
+		int j = i;
+		if (!snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &j))
+			put_str(b, vm->cfg->argv[i]);
+		i = j;
+	}
+}
+
 int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errlen)
 {
 	struct sbuf b = { 0 };
@@ -220,17 +235,7 @@ int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errl
 	hdr[8] = FORMAT;
 	memcpy(hdr + 12, VERSION, sizeof(VERSION) - 1);
 	sbuf_put(&b, hdr, sizeof(hdr));
-	/* the options as given, minus --restore/--incoming (the snapshot is the source) */
-	int nargs = 0;
-	for (int i = 0; i < vm->cfg->argc; i++)
-		nargs += !snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &i);
-	sbuf_put_u32(&b, (uint32_t)nargs);
-	for (int i = 0; i < vm->cfg->argc; i++) {
-		int j = i;
-		if (!snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &j))
-			put_str(&b, vm->cfg->argv[i]);
-		i = j;
-	}
+	snapshot_put_args(vm, &b);
 	sbuf_put_u64(&b, vm->mem.size);
 	sbuf_put_u32(&b, vm->cfg->cpus);
 	if ((rc = vm_state_save(&vm->kvm, &b))) {

@@ -38,6 +38,9 @@ int snapshot_merge_args(const struct snapshot_file *f, int argc, char **argv, in
                         char ***out_argv);
 /* Whether argv[*i] is --restore (advancing *i past its value). */
 bool snapshot_arg_is_restore(int argc, char **argv, int *i);
+/* Append the VM's `cvisor run` options (u32 count, then u32 length + bytes
+ * each), without --restore/--incoming: snapshots and migration streams. */
+void snapshot_put_args(struct vm *vm, struct sbuf *b);
 /* Build the whole state file of a paused VM (header, body, checksum) in *out. */
 int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errlen);
 /* Check and parse a state file image (takes ownership of data, malloc'd). */
