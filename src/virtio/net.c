@@ -620,6 +620,31 @@ static void net_reset(void *priv)
 		log_debug("virtio-net %s: cannot clear the tap offloads", n->tap.name);
 }
 
+/* Tell the network where the guest is now (after a restore or a migration):
+ * one RARP broadcast from the guest's MAC, as switches learn addresses from
+ * the source of any frame. It works whatever the guest's driver negotiated.
+ * Returns the bytes written to the tap, or -errno. */
+int virtio_net_announce(struct virtio_net *n)
+{
+	uint8_t f[HDR + 60] = { 0 }; /* zero header (no offload), minimum frame */
+	uint8_t *e = f + HDR;
+	static const uint8_t arp_hdr[8] = { 0, 1, 8, 0, 6, 4, 0, 3 }; /* Ethernet, IPv4, reverse request */
+
+	memset(e, 0xff, 6);
+	memcpy(e + 6, n->mac, 6);
+	e[12] = 0x80; /* ETH_P_RARP */
+	e[13] = 0x35;
+	memcpy(e + 14, arp_hdr, sizeof(arp_hdr));
+	memcpy(e + 22, n->mac, 6); /* sender hardware address; protocol address 0 */
+	memcpy(e + 32, n->mac, 6); /* target hardware address; protocol address 0 */
+	if (n->tap.fd < 0)
+		return -EBADF;
+	ssize_t w = write(n->tap.fd, f, sizeof(f));
+	if (w < 0)
+		return -errno;
+	return (int)w;
+}
+
 static void net_save(void *priv, struct sbuf *out)
 {
 	struct virtio_net *n = priv;
@@ -653,6 +678,11 @@ static int net_load(void *priv, struct sbuf *in)
 	n->status = (uint16_t)status;
 	n->mtu = (uint16_t)mtu;
 	n->st = st;
+	int rc = virtio_net_announce(n);
+	if (rc < 0)
+		log_warn("virtio-net %s: cannot announce the guest's MAC: %s", n->tap.name, strerror(-rc));
+	else
+		log_debug("virtio-net %s: announced the guest's MAC (RARP)", n->tap.name);
 	return 0;
 }
 

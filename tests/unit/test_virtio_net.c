@@ -657,7 +657,8 @@ static void test_save_load(void **state)
 	struct virtio_net *n2;
 	struct virtio_net_stats s;
 	struct sbuf out = { 0 }, in;
-	uint8_t mac[6];
+	uint8_t mac[6], frame[256];
+	int sp[2];
 	char err[200];
 	(void)state;
 
@@ -667,12 +668,20 @@ static void test_save_load(void **state)
 	assert_int_equal(out.err, 0);
 
 	assert_int_equal(virtio_net_parse("tap=t", &o, err, sizeof(err)), 0);
-	n2 = virtio_net_create_fd(dup(f->peer), &o, "other", 3);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp), 0);
+	n2 = virtio_net_create_fd(sp[0], &o, "other", 3);
 	assert_non_null(n2);
 	sbuf_reader(&in, out.data, out.len);
 	assert_int_equal(virtio_net_ops.load(n2, &in), 0);
 	virtio_net_get_mac(n2, mac);
 	assert_memory_equal(mac, "\x02\x00\x00\x00\x00\x07", 6);
+	/* the loaded device announced the guest: one RARP broadcast from its MAC */
+	assert_int_equal(recv(sp[1], frame, sizeof(frame), MSG_DONTWAIT), HDR + 60);
+	assert_memory_equal(frame, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
+	assert_memory_equal(frame + HDR, "\xff\xff\xff\xff\xff\xff\x02\0\0\0\0\x07\x80\x35", 14);
+	assert_memory_equal(frame + HDR + 14, "\0\x01\x08\0\x06\x04\0\x03", 8);
+	assert_memory_equal(frame + HDR + 22, "\x02\0\0\0\0\x07\0\0\0\0", 10);
+	assert_memory_equal(frame + HDR + 32, "\x02\0\0\0\0\x07\0\0\0\0", 10);
 	virtio_net_get_stats(n2, &s);
 	assert_int_equal(s.tx_packets, 1);
 	assert_int_equal(s.tx_bytes, 33);
@@ -684,6 +693,7 @@ static void test_save_load(void **state)
 	sbuf_reader(&in, out.data, out.len);
 	assert_int_equal(virtio_net_ops.load(n2, &in), -EINVAL);
 	virtio_net_destroy(n2);
+	close(sp[1]);
 	sbuf_free(&out);
 	fx_free(f);
 }

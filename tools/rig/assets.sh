@@ -15,7 +15,7 @@ DL=$RIG/dl
 MODULES="irqbypass kvm kvm-amd tun tap llc stp bridge vhost_iotlb vhost vhost_net
   vsock vmw_vsock_virtio_transport_common vhost_vsock vmw_vsock_virtio_transport
   virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk
-  failover net_failover virtio_net virtio_console virtio-rng virtio_balloon button evdev"
+  failover net_failover virtio_net virtio_console virtio-rng virtio_balloon button evdev veth"
 
 log() { echo "assets: $*" >&2; }
 die() { echo "assets: error: $*" >&2; exit 1; }
@@ -52,7 +52,7 @@ fetch_kernel() {
 		awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 	[ -n "$pkg" ] || die "cannot resolve linux-image-cloud-amd64 (apt-get update?)"
 	ver=$(apt-cache show "$pkg" | awk '/^Version:/ { print $2; exit }')
-	stamp="$pkg $ver"
+	stamp="$pkg $ver $(echo $MODULES)"
 	if [ -f "$K/stamp" ] && [ "$(cat "$K/stamp")" = "$stamp" ] &&
 		[ -s "$K/vmlinux" ] && [ -s "$K/vmlinuz" ]; then
 		return 0

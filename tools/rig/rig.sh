@@ -128,7 +128,7 @@ if [ $mode = direct ]; then
 fi
 
 # ---------------------------------------------------------------- nested rig
-L1_MODULES="irqbypass kvm kvm-amd tun tap llc stp bridge vhost_iotlb vhost vhost_net
+L1_MODULES="irqbypass kvm kvm-amd tun tap llc stp bridge veth vhost_iotlb vhost vhost_net
   vsock vmw_vsock_virtio_transport_common vhost_vsock
   virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk"
 
@@ -162,6 +162,12 @@ for m in $L1_MODULES; do
 	[ -f "$RIG/kernel/modules/$m.ko" ] && cp "$RIG/kernel/modules/$m.ko" "$stage/lib/modules/"
 done
 cp "$ROOT/tools/rig/l1-init" "$stage/init"
+# iproute2's ip (busybox ip has no netns and no veth): tests that need namespaces
+ipr=$(command -v ip || true)
+if [ -n "$ipr" ] && ! "$ipr" -V 2>&1 | grep -q BusyBox; then
+	rm -f "$stage/sbin/ip"
+	add_elf "$(readlink -f "$ipr")" /sbin/ip
+fi
 [ -x "$cvisor" ] && add_elf "$cvisor" /rig/bin/cvisor
 [ -x "$ROOT/build/cvisord" ] && add_elf "$ROOT/build/cvisord" /rig/bin/cvisord
 for t in "$RIG"/tools/*; do [ -x "$t" ] && cp "$t" "$stage/rig/bin/"; done
