@@ -25,6 +25,21 @@ img_check() {
 		cat "$TMPDIR/check.out"
 		fail "img check exited $_rc"
 	fi
+	qemu_check "${1:-}" overlay.qcow2
+}
+
+# qemu_check [leaks-ok] IMAGE: the reference peer agrees (qemu-img check: 0 clean,
+# 3 leaked clusters only); skipped where there is no qemu-img
+qemu_check() {
+	command -v qemu-img >/dev/null || return 0
+	_rc=0
+	qemu-img check "$2" >"$TMPDIR/qcheck.out" 2>&1 || _rc=$?
+	if [ "$_rc" = 0 ] || { [ "$1" = leaks-ok ] && [ "$_rc" = 3 ]; }; then
+		check "qemu-img check $2: exit $_rc ($(grep -m1 -e 'No errors' -e 'leaked' "$TMPDIR/qcheck.out" || true))"
+	else
+		cat "$TMPDIR/qcheck.out"
+		fail "qemu-img check $2 exited $_rc"
+	fi
 }
 
 check "cvisor img create: a qcow2 overlay over the raw ext4 image"
@@ -36,8 +51,13 @@ img_check
 
 log=$TMPDIR/q1.log
 check "the guest mounts the overlay (format=qcow2), writes 8 MiB and 200 files, syncs"
+# and a second disk, a qcow2 overlay over a 16 MiB raw base, gets a byte pattern
+dd if=/dev/zero of=pat.raw bs=1M count=16 2>/dev/null
+"$CVISOR" img create -q -f qcow2 -b pat.raw -F raw pat.qcow2 || fail "img create (pattern disk)"
 shell_start "$log" $boot --disk "path=$TMPDIR/overlay.qcow2,format=qcow2" \
-	--cmdline "console=ttyS0 mode=shell"
+	--disk "path=$TMPDIR/pat.qcow2" --cmdline "console=ttyS0 mode=shell"
+shell_run "dd if=/dev/zero bs=64k count=24 2>/dev/null | tr '\\000' '\\245' | dd of=/dev/vdb bs=64k seek=16 conv=fsync 2>/dev/null" 120 >/dev/null
+[ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "writing the pattern to vdb failed"; }
 shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt" >/dev/null
 [ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "mount failed"; }
 sum1=$(shell_run "dd if=/dev/urandom of=/mnt/data bs=1M count=8 2>/dev/null && sync &&
@@ -60,6 +80,15 @@ shell_poweroff
 img_check
 [ "$(md5sum <base.raw)" = "$base_sum" ] || fail "the raw base changed"
 check "the base is untouched"
+if command -v qemu-io >/dev/null; then
+	qemu_check "" pat.qcow2
+	out=$(qemu-io -r -f qcow2 -c "read -P 0xa5 1M 1536K" -c "read -P 0 0 1M" \
+		-c "read -P 0 2560K 13824K" pat.qcow2 2>&1) || { echo "$out"; fail "qemu-io read"; }
+	echo "$out" | grep -q -i -e "fail" -e "pattern verification" && { echo "$out"; fail "qemu-io: the guest's pattern is not there"; }
+	check "qemu-io reads the guest's pattern (0xa5 at 1 MiB, 1.5 MiB) through the overlay, zeros around it"
+	[ "$(md5sum <pat.raw | cut -c1-32)" = "$(head -c 16777216 /dev/zero | md5sum | cut -c1-32)" ] ||
+		fail "the pattern disk's raw base changed"
+fi
 
 log=$TMPDIR/q2.log
 check "a second VM (format detected, read-only) reads the data back"

@@ -46,5 +46,12 @@ while [ $round -lt "$ROUNDS" ]; do
 	3) leaks=$((leaks + 1)) ;;
 	*) cat check.out; fail "round $round: img check exited $rc (corruption)" ;;
 	esac
+	# and the reference peer agrees (0 clean, 3 leaks only)
+	if command -v qemu-img >/dev/null; then
+		rc=0
+		qemu-img check ov.qcow2 >qcheck.out 2>&1 || rc=$?
+		[ $rc = 0 ] || [ $rc = 3 ] || { cat qcheck.out; fail "round $round: qemu-img check exited $rc"; }
+	fi
+	check "round $round: killed after $(grep -c "^r${round}_" synced.all) synced files; image checks (cvisor $rc)"
 done
 check "$ROUNDS kill -9 rounds: no corruption ($leaks with leaked clusters only), $(wc -l <synced.all) synced files all intact"

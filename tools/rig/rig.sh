@@ -195,6 +195,22 @@ fi
 mkdir -p "$assets"
 cp "$RIG/kernel/vmlinuz" "$RIG/kernel/vmlinux" "$RIG/l2.cpio.gz" "$RIG/ext4.img" "$assets/"
 
+if [ "$use_carrier" = 1 ] && command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
+	# qemu-img and qemu-io, the reference peers of the image tests, on the carrier
+	# with their libraries, started through the dynamic loader with that path.
+	qu=$carrier/qemu-utils
+	mkdir -p "$qu/lib"
+	for b in qemu-img qemu-io; do
+		cp "$(command -v $b)" "$qu/"
+		for lib in $(ldd "$(command -v $b)" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'); do
+			cp -L "$lib" "$qu/lib/"
+		done
+		printf '#!/bin/sh\nq=/rig/carrier/qemu-utils\nexec $q/lib/ld-linux-x86-64.so.2 --library-path $q/lib $q/%s "$@"\n' \
+			"$b" >"$stage/rig/bin/$b"
+		chmod 755 "$stage/rig/bin/$b"
+	done
+fi
+
 if [ $with_qemu = 1 ]; then
 	# QEMU as an L2 VMM for comparisons: binary, libraries and firmware on the carrier,
 	# started through the dynamic loader with its own library path.
