@@ -1,4 +1,5 @@
 /* cvisor: command dispatch. `cvisor run` boots one VM in the foreground. */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@ static int cmd_run(int argc, char **argv)
 	uint64_t t_start = ratelimit_now_ns();
 	struct snapshot_file snap = { 0 };
 	struct api_server *api = NULL;
-	int conn = -1;
+	struct mstream *conn = NULL; /* an incoming migration */
 	char **merged = NULL;
 
 	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) < 0) {
@@ -69,17 +70,20 @@ static int cmd_run(int argc, char **argv)
 		 * while its RAM is still on the way */
 		int margc;
 		uint64_t msize = 0;
-		if (migrate_accept(cfg.incoming, argc, argv, &conn, &msize, &margc, &merged, err,
-		                   sizeof(err)) < 0 ||
+		int mrc = migrate_accept(cfg.incoming, cfg.migrate_key_file, argc, argv, &conn, &msize,
+		                         &margc, &merged, err, sizeof(err));
+		if (mrc < 0 ||
 		    config_parse_run(&cfg, margc, merged, err, sizeof(err)) < 0 ||
 		    (cfg.mem_size != msize && snprintf(err, sizeof(err), "--incoming: memory size mismatch"))) {
 			log_error("%s", err);
-			if (conn >= 0)
-				migrate_incoming_reply(conn, false, err);
+			migrate_incoming_reply(conn, false, err);
 			free(merged);
-			return EXIT_RUNTIME;
+			return mrc == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
 		}
 		blk_defer_locks(true); /* the source holds the image locks until switch-over */
+	} else if (cfg.migrate_key_file) {
+		log_error("--migrate-key-file goes with --incoming");
+		return EXIT_USAGE;
 	}
 	log_level = 1 + cfg.verbose;
 	signal(SIGPIPE, SIG_IGN);
@@ -98,7 +102,7 @@ static int cmd_run(int argc, char **argv)
 		if (vm_create(&cfg, &con, &vm, err, sizeof(err)) < 0) {
 			log_error("%s", err);
 			status = boots ? EXIT_RUNTIME : EXIT_USAGE;
-			if (conn >= 0) { /* the source keeps its VM */
+			if (conn) { /* the source keeps its VM */
 				migrate_incoming_reply(conn, false, err);
 				status = EXIT_RUNTIME;
 			}
@@ -107,7 +111,7 @@ static int cmd_run(int argc, char **argv)
 		if (cfg.restore && !boots && cfg.restore_dir)
 			log_info("restored from %s in %.1f ms (VMM side)", cfg.restore_dir,
 			         (ratelimit_now_ns() - t_start) / 1e6);
-		if (conn >= 0) {
+		if (conn) {
 			if (migrate_receive(conn, vm_memory(vm), &snap, err, sizeof(err)) < 0 ||
 			    blk_take_deferred_locks(err, sizeof(err)) < 0 ||
 			    vm_snapshot_load(vm, &snap, err, sizeof(err)) < 0) {
@@ -118,7 +122,7 @@ static int cmd_run(int argc, char **argv)
 				break;
 			}
 			migrate_incoming_reply(conn, true, NULL);
-			conn = -1;
+			conn = NULL;
 			log_info("migration received: the VM runs here now");
 		}
 		cfg.incoming = NULL; /* a reboot later boots the kernel afresh */

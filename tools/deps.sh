@@ -7,6 +7,7 @@ build_pkgs="gcc make meson ninja-build pkg-config libcmocka-dev clang libclang-r
 build_pkgs="$build_pkgs libjson-c-dev libmicrohttpd-dev"
 build_pkgs="$build_pkgs zlib1g-dev libzstd-dev qemu-utils" # qcow2; qemu-img/qemu-io for tests/img
 build_pkgs="$build_pkgs libsqlite3-dev" # cvisord's inventory
+build_pkgs="$build_pkgs libssl-dev" # libcrypto: HMAC-SHA256 on migration streams
 rig_pkgs="qemu-system-x86 busybox-static cpio e2fsprogs xz-utils zstd gzip kmod iproute2"
 
 case "${1:-all}" in

@@ -45,6 +45,15 @@ struct vm_config;
 #define API_ERR_MAX 256                 /* size of the err buffer backends get */
 #define API_KEEP UINT64_MAX             /* in struct api_limits: leave unchanged */
 
+/* PUT /v1/vm/migrate, validated: to is tcp:HOST:PORT, key_file NULL or an
+ * absolute path, compress NULL, "none" or "zstd". */
+struct api_migrate {
+	const char *to;
+	const char *key_file;        /* pre-shared key for HMAC-SHA256 on the stream */
+	const char *compress;
+	uint64_t max_bandwidth_mbps; /* MB/s (10^6 bytes/s); 0: no cap */
+};
+
 /* A live change of one device's rate limits (PATCH /v1/vm/disks|nets/{id}).
  * A field the request left out is API_KEEP; 0 means "no limit"; at least one
  * field is not API_KEEP; neither exceeds API_INT_MAX otherwise. */
@@ -96,10 +105,15 @@ struct api_backend {
 	 * throttling (names in docs/openapi.yaml). The server appends its own
 	 * cvisor_api_* families. A failure answers 500. */
 	int (*metrics)(void *opaque, struct sbuf *text);
-	/* PUT /v1/vm/snapshot {"path": absolute DIR}: filled in by the snapshot issue. */
-	int (*snapshot)(void *opaque, const char *path, char *err, size_t errlen);
-	/* PUT /v1/vm/migrate {"to": "tcp:HOST:PORT"} (syntax already checked). */
-	int (*migrate)(void *opaque, const char *to, char *err, size_t errlen);
+	/* PUT /v1/vm/snapshot {"path": absolute DIR, "disk_overlay": bool}: save
+	 * the VM to DIR; with disk_overlay, the disks' images are frozen with the
+	 * snapshot and the VM goes on on new overlays (all or none). */
+	int (*snapshot)(void *opaque, const char *path, bool disk_overlay, char *err,
+	                size_t errlen);
+	/* PUT /v1/vm/migrate {"to": "tcp:HOST:PORT", "key_file", "compress",
+	 * "max_bandwidth_mbps"} (syntax already checked). -EINVAL for a key file
+	 * that cannot be used. */
+	int (*migrate)(void *opaque, const struct api_migrate *m, char *err, size_t errlen);
 	/* PUT /v1/vm/migrate/cancel. -EALREADY (409) when no migration runs. */
 	int (*migrate_cancel)(void *opaque, char *err, size_t errlen);
 };

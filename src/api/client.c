@@ -337,8 +337,11 @@ static void ctl_usage(FILE *f)
 	      "  balloon MIB                     set the balloon target\n"
 	      "  disk-limit ID [bps=N] [iops=N]  change a disk's rate limits (0: none)\n"
 	      "  net-limit ID [bps=N] [pps=N]    change a NIC's rate limits (0: none)\n"
-	      "  snapshot DIR                    save the VM to DIR\n"
-	      "  migrate tcp:HOST:PORT           live-migrate the VM\n"
+	      "  snapshot DIR [--disk-overlay]   save the VM to DIR; --disk-overlay: freeze the\n"
+	      "                                  disks with it, the VM goes on on new overlays\n"
+	      "  migrate tcp:HOST:PORT [--key-file F] [--compress zstd] [--max-bandwidth MBPS]\n"
+	      "                                  live-migrate the VM (key: HMAC on the stream;\n"
+	      "                                  bandwidth cap in MB/s)\n"
 	      "  migrate-cancel                  cancel a running migration\n"
 	      "  metrics                         Prometheus text\n"
 	      "  request METHOD PATH [BODY]      any request as it is; prints \"HTTP <status>\"\n"
@@ -380,6 +383,43 @@ static int ctl_limits(struct json_object *o, char **args, int nargs, const char 
 		json_object_object_add(o, key, json_object_new_uint64(v));
 	}
 	return 0;
+}
+
+/* An absolute form of path (the VMM's directory is not ours). */
+static bool ctl_abspath(const char *path, char *out, size_t outlen)
+{
+	char cwd[PATH_MAX];
+	if (!path[0])
+		return false;
+	if (path[0] == '/')
+		return (size_t)snprintf(out, outlen, "%s", path) < outlen;
+	return getcwd(cwd, sizeof(cwd)) && (size_t)snprintf(out, outlen, "%s/%s", cwd, path) < outlen;
+}
+
+/* Body for migrate: tcp:HOST:PORT, then --key-file F, --compress zstd|none,
+ * --max-bandwidth MBPS. */
+static bool ctl_migrate(struct json_object *o, char **args, int nargs)
+{
+	char key[PATH_MAX];
+	uint64_t v;
+
+	if (nargs < 1 || strncmp(args[0], "tcp:", 4))
+		return false;
+	json_object_object_add(o, "to", json_object_new_string(args[0]));
+	for (int i = 1; i < nargs; i += 2) {
+		if (i + 1 >= nargs)
+			return false;
+		if (!strcmp(args[i], "--key-file") && ctl_abspath(args[i + 1], key, sizeof(key)))
+			json_object_object_add(o, "key_file", json_object_new_string(key));
+		else if (!strcmp(args[i], "--compress") &&
+		         (!strcmp(args[i + 1], "zstd") || !strcmp(args[i + 1], "none")))
+			json_object_object_add(o, "compress", json_object_new_string(args[i + 1]));
+		else if (!strcmp(args[i], "--max-bandwidth") && ctl_num(args[i + 1], &v))
+			json_object_object_add(o, "max_bandwidth_mbps", json_object_new_uint64(v));
+		else
+			return false;
+	}
+	return true;
 }
 
 /* Print a 2xx answer: JSON pretty, anything else (metrics) as it is. */
@@ -473,21 +513,25 @@ int api_ctl_main(int argc, char **argv)
 		if (ok)
 			json_object_object_add(body, "target_mib", json_object_new_uint64(v));
 	} else if (!strcmp(verb, "snapshot")) {
-		ok = nargs == 1 && args[0][0];
-		if (ok && args[0][0] != '/') { /* the VMM's directory is not ours */
+		/* DIR and, before or after it, --disk-overlay */
+		bool overlay = nargs == 2 && (!strcmp(args[0], "--disk-overlay") ||
+		                              !strcmp(args[1], "--disk-overlay"));
+		const char *dir = overlay && !strcmp(args[0], "--disk-overlay") ? args[1] : args[0];
+		ok = (nargs == 1 || overlay) && dir[0] && strcmp(dir, "--disk-overlay");
+		if (ok && dir[0] != '/') { /* the VMM's directory is not ours */
 			char cwd[PATH_MAX];
 			ok = getcwd(cwd, sizeof(cwd)) &&
-			     (size_t)snprintf(abspath, sizeof(abspath), "%s/%s", cwd, args[0]) <
+			     (size_t)snprintf(abspath, sizeof(abspath), "%s/%s", cwd, dir) <
 			             sizeof(abspath);
 		} else if (ok) {
-			snprintf(abspath, sizeof(abspath), "%s", args[0]);
+			snprintf(abspath, sizeof(abspath), "%s", dir);
 		}
 		if (ok)
 			json_object_object_add(body, "path", json_object_new_string(abspath));
+		if (ok && overlay)
+			json_object_object_add(body, "disk_overlay", json_object_new_boolean(1));
 	} else if (!strcmp(verb, "migrate")) {
-		ok = nargs == 1 && !strncmp(args[0], "tcp:", 4);
-		if (ok)
-			json_object_object_add(body, "to", json_object_new_string(args[0]));
+		ok = ctl_migrate(body, args, nargs);
 	} else if (!strcmp(verb, "request")) {
 		/* sent as given, so that tests can send what the other verbs never would;
 		 * only what would break the request line itself is refused */

@@ -306,7 +306,10 @@ static void h_snapshot(const struct api_route *rt, const struct api_args *a, str
 	else if (!a->b->snapshot)
 		not_implemented(rt, r);
 	else
-		reply_rc(rt, r, a->b->snapshot(a->b->opaque, a->str[0], err, sizeof(err)), err, 200);
+		reply_rc(rt, r,
+		         a->b->snapshot(a->b->opaque, a->str[0], a->has[1] && a->u64[1], err,
+		                        sizeof(err)),
+		         err, 200);
 }
 
 /* "tcp:HOST:PORT", HOST a name, an IPv4 address or a bracketed IPv6 address. */
@@ -336,16 +339,27 @@ static bool valid_tcp_uri(const char *s)
 	return p >= 1 && p <= 65535;
 }
 
+/* Fields: 0 to, 1 key_file, 2 compress, 3 max_bandwidth_mbps. */
 static void h_migrate(const struct api_route *rt, const struct api_args *a, struct api_reply *r)
 {
 	char err[API_ERR_MAX] = "";
+	struct api_migrate m = {
+		.to = a->str[0],
+		.key_file = a->has[1] ? a->str[1] : NULL,
+		.compress = a->has[2] ? a->str[2] : NULL,
+		.max_bandwidth_mbps = a->has[3] ? a->u64[3] : 0,
+	};
 
-	if (!valid_tcp_uri(a->str[0]))
+	if (!valid_tcp_uri(m.to))
 		api_reply_error(r, 400, "'to' must look like tcp:HOST:PORT");
+	else if (m.key_file && m.key_file[0] != '/')
+		api_reply_error(r, 400, "'key_file' must be absolute (the VMM's directory is not yours)");
+	else if (m.compress && strcmp(m.compress, "zstd") && strcmp(m.compress, "none"))
+		api_reply_error(r, 400, "'compress' must be zstd or none");
 	else if (!a->b->migrate)
 		not_implemented(rt, r);
 	else
-		reply_rc(rt, r, a->b->migrate(a->b->opaque, a->str[0], err, sizeof(err)), err, 200);
+		reply_rc(rt, r, a->b->migrate(a->b->opaque, &m, err, sizeof(err)), err, 200);
 }
 
 static void h_migrate_cancel(const struct api_route *rt, const struct api_args *a,
@@ -375,10 +389,14 @@ static const struct api_field net_fields[] = {
 };
 static const struct api_field snapshot_fields[] = {
 	{ "path", API_STR, true, API_PATH_MAX },
+	{ "disk_overlay", API_BOOL, false, 1 },
 	{ NULL },
 };
 static const struct api_field migrate_fields[] = {
 	{ "to", API_STR, true, 512 },
+	{ "key_file", API_STR, false, API_PATH_MAX },
+	{ "compress", API_STR, false, 16 },
+	{ "max_bandwidth_mbps", API_U64, false, 100000 }, /* MIGRATE_MAX_BANDWIDTH_MBPS */
 	{ NULL },
 };
 
@@ -468,6 +486,12 @@ static int take_field(const struct api_route *rt, const char *key, struct json_o
 			return -EINVAL;
 		}
 		a->u64[i] = u;
+	} else if (f->kind == API_BOOL) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			api_reply_error(r, 400, "'%s' must be true or false", f->name);
+			return -EINVAL;
+		}
+		a->u64[i] = json_object_get_boolean(v) ? 1 : 0;
 	} else {
 		if (!json_object_is_type(v, json_type_string)) {
 			api_reply_error(r, 400, "'%s' must be a string", f->name);

@@ -32,6 +32,7 @@ struct api_reply {
 enum api_kind {
 	API_U64, /* a JSON integer in 0..max */
 	API_STR, /* a JSON string of 1..max bytes, no control characters */
+	API_BOOL, /* a JSON true or false (u64: 1 or 0; max unused) */
 };
 
 /* One field of a request body. */

@@ -198,7 +198,6 @@ static int q_read_header(struct qcow2 *q, struct qcow2_header *h, char *msg, siz
 static int q_load(struct qcow2 *q, char *err, size_t errlen)
 {
 	struct qcow2_header *h = &q->h;
-	const char *why = NULL;
 	int rc;
 
 	q->cbits = h->cluster_bits;
@@ -211,6 +210,7 @@ static int q_load(struct qcow2 *q, char *err, size_t errlen)
 	q->zero_from = qcow2_round_up(q->file_end, q->cs);
 	q->rt_entries = ((uint64_t)h->rt_clusters << q->cbits) / 8;
 	q->free_hint = 0;
+	q->cfree = 0;
 	q->l1_dirty_lo = q->l1_dirty_hi = 0;
 	q->zvalid = false;
 	rc = load_table(q, h->l1_off, h->l1_size, &q->l1);
@@ -229,16 +229,10 @@ static int q_load(struct qcow2 *q, char *err, size_t errlen)
 		}
 	}
 	q->corrupt = (h->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
-	if (!q->d.readonly && !(q->flags & QCOW2_OPEN_REPAIR)) {
-		if (q->corrupt)
-			why = "is marked corrupt (open it read-only, or repair it with "
-			      "cvisor img check -r all)";
-		else if (h->nb_snapshots)
-			why = "has internal snapshots, which cvisor cannot write to (open it read-only)";
-		if (why) {
-			snprintf(err, errlen, "disk %s %s", q->path, why);
-			return q->corrupt ? -EROFS : -ENOTSUP;
-		}
+	if (!q->d.readonly && !(q->flags & QCOW2_OPEN_REPAIR) && q->corrupt) {
+		snprintf(err, errlen, "disk %s is marked corrupt (open it read-only, or repair it "
+		                      "with cvisor img check -r all)", q->path);
+		return -EROFS;
 	}
 	q->lazy = !q->d.readonly && h->version >= 3 && (h->compat & QCOW2_COMPAT_LAZY);
 	q->dirty_on_disk = (h->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
@@ -842,8 +836,8 @@ int qcow2_resize(struct blk_disk *d, uint64_t size)
 
 	if (q->d.readonly)
 		return -EROFS;
-	if (size < q->h.size)
-		return -ENOTSUP;
+	if (size < q->h.size || q->h.nb_snapshots)
+		return -ENOTSUP; /* snapshots record their own size: keep it simple */
 	if (size > QCOW2_MAX_SIZE)
 		return -EFBIG;
 	need = (size + span - 1) / span;
@@ -949,6 +943,21 @@ int qcow2_make_empty(struct blk_disk *d)
 	if (rc == 0)
 		rc = qcow2_meta_flush(q);
 	return rc;
+}
+
+int qcow2_write_compressed(struct blk_disk *d, uint64_t off, const void *buf)
+{
+	struct qcow2 *q = qc(d);
+	int rc;
+
+	rc = q_ensure_locked(q);
+	if (rc < 0)
+		return rc;
+	if (q->d.readonly)
+		return -EROFS;
+	if (off % q->cs || off > q->h.size || q->cs > q->h.size - off)
+		return -EINVAL;
+	return qcow2_compress_write(q, off, buf);
 }
 
 struct snap_cb {

@@ -76,6 +76,7 @@ struct qcow2_create_opts {
 	bool lazy_refcounts;       /* version 3 only */
 	const char *backing;       /* NULL: none; stored as given */
 	const char *backing_fmt;   /* "raw" or "qcow2" (required with backing) */
+	uint8_t compression;       /* compressed clusters: 0 zlib (deflate), 1 zstd (version 3) */
 };
 
 /* Create (or truncate, after taking its lock) a qcow2 image at path.
@@ -123,11 +124,36 @@ struct qcow2_snapshot {
 	uint64_t vm_state_size;
 	uint32_t date_sec, date_nsec;
 	uint64_t vm_clock_nsec;
+	uint64_t icount;           /* UINT64_MAX: none recorded */
 };
 
 /* Call fn for each internal snapshot of d; 0 or -errno. */
 int qcow2_snapshots(struct blk_disk *d, void (*fn)(void *opaque, const struct qcow2_snapshot *s),
                     void *opaque);
+
+/* Internal snapshots of a writable image nobody else uses (the caller holds
+ * the image's lock), as qemu-img snapshot makes them: the active L1 table is
+ * copied, every cluster it reaches gains a reference, and later writes copy
+ * shared clusters first. Each operation commits with one header write (new
+ * snapshot table, then the header, then the old table is freed), so a crash
+ * leaves the image as before or after, with at most leaked clusters.
+ * Errors: -ENOENT no such snapshot, -EEXIST the name is taken, -EINVAL bad
+ * name, -EFBIG too many snapshots, -ERANGE the refcount width cannot count
+ * another reference, -EROFS read-only, -EIO/-EINVAL a damaged image. */
+/* Create a snapshot NAME (1 to QCOW2_MAX_SNAP_NAME bytes) of the disk as it is now. */
+int qcow2_snapshot_create(struct blk_disk *d, const char *name);
+/* Delete the snapshot whose ID, else whose name, is name. */
+int qcow2_snapshot_delete(struct blk_disk *d, const char *name);
+/* Make the snapshot whose ID, else whose name, is name the disk's content
+ * (and size); the current content is dropped. */
+int qcow2_snapshot_apply(struct blk_disk *d, const char *name);
+#define QCOW2_MAX_SNAP_NAME 255
+
+/* Write one whole cluster of data (cluster_size bytes at a cluster-aligned
+ * guest offset off) as a compressed cluster with the image's compression
+ * type, or as a normal cluster when compressing does not make it smaller.
+ * For filling new images (convert -c); 0 or -errno. */
+int qcow2_write_compressed(struct blk_disk *d, uint64_t off, const void *buf);
 
 /* Detected image formats */
 enum qcow2_fmt { QCOW2_FMT_RAW, QCOW2_FMT_QCOW2 };

@@ -249,9 +249,7 @@ int qcow2_l1_check(struct qcow2 *q, uint64_t e, uint64_t *l2)
 	return 0;
 }
 
-/* What an L2 entry is, checked; host is the data cluster (DATA, or a
- * preallocated ZERO cluster; 0 otherwise). */
-static int l2_classify(struct qcow2 *q, uint64_t e, enum qcow2_kind *kind, uint64_t *host)
+int qcow2_l2_classify(struct qcow2 *q, uint64_t e, enum qcow2_kind *kind, uint64_t *host)
 {
 	*host = 0;
 	if (e & QCOW2_COMPRESSED) {
@@ -314,10 +312,11 @@ int qcow2_map(struct qcow2 *q, uint64_t off, uint64_t len, struct qcow2_map *m)
 	if (rc < 0)
 		return rc;
 	m->entry = qcow2_be64(ent->buf + ci * 8);
-	rc = l2_classify(q, m->entry, &m->kind, &host0);
+	rc = qcow2_l2_classify(q, m->entry, &m->kind, &host0);
 	if (rc < 0)
 		return rc;
-	m->copied = (m->entry & QCOW2_COPIED) != 0;
+	/* in place only when both the table and the cluster are ours alone */
+	m->copied = (m->entry & QCOW2_COPIED) && (q->l1[l1i] & QCOW2_COPIED);
 	m->host = m->kind == QCOW2_K_DATA ? host0 + in : 0;
 	n = q->cs - in;
 	if (m->kind == QCOW2_K_COMPRESSED)
@@ -325,13 +324,14 @@ int qcow2_map(struct qcow2 *q, uint64_t off, uint64_t len, struct qcow2_map *m)
 	for (uint64_t j = ci + 1; n < max; j++) {
 		uint64_t e = qcow2_be64(ent->buf + j * 8), host;
 
-		rc = l2_classify(q, e, &kind, &host);
+		rc = qcow2_l2_classify(q, e, &kind, &host);
 		if (rc < 0)
 			return rc;
 		if (kind != m->kind)
 			break;
 		if (kind == QCOW2_K_DATA &&
-		    (host != host0 + (j - ci) * q->cs || m->copied != ((e & QCOW2_COPIED) != 0)))
+		    (host != host0 + (j - ci) * q->cs ||
+		     (m->entry & QCOW2_COPIED) != (e & QCOW2_COPIED)))
 			break;
 		n += q->cs;
 	}
@@ -377,7 +377,43 @@ void qcow2_l1_set(struct qcow2 *q, uint64_t i, uint64_t v)
 	}
 }
 
-/* The L2 table for guest L1 index l1i, made writable (allocated if need be). */
+/* A copy of the shared L2 table at old in the fresh cluster nl2: the data
+ * clusters keep their references (both tables point at them), and an entry
+ * keeps COPIED only if its cluster's refcount really is one. */
+static int l2_copy(struct qcow2 *q, uint64_t old, uint64_t nl2)
+{
+	struct qcow2_cent *ent;
+	uint8_t *tmp = malloc(q->cs);
+	int rc;
+
+	if (!tmp)
+		return -ENOMEM;
+	rc = qcow2_cache_get(q, &q->l2c, old, false, &ent);
+	if (rc == 0) {
+		memcpy(tmp, ent->buf, q->cs);
+		rc = qcow2_overlap_check(q, nl2, q->cs);
+	}
+	for (uint64_t j = 0; rc == 0 && j < q->l2_entries; j++) {
+		uint64_t e = qcow2_be64(tmp + j * 8), host = e & QCOW2_OFF_MASK, v;
+
+		if (!(e & QCOW2_COPIED) || (e & QCOW2_COMPRESSED))
+			continue;
+		rc = qcow2_rc_get(q, host >> q->cbits, &v);
+		if (rc == 0 && (v != 1 || !host))
+			qcow2_put64(tmp + j * 8, e & ~QCOW2_COPIED);
+	}
+	if (rc == 0)
+		rc = qcow2_cache_get(q, &q->l2c, nl2, true, &ent);
+	if (rc == 0) {
+		memcpy(ent->buf, tmp, q->cs);
+		ent->dirty = true;
+	}
+	free(tmp);
+	return rc;
+}
+
+/* The L2 table for guest L1 index l1i, made writable: allocated if there is
+ * none, copied if it is shared (with a snapshot). */
 static int l2_for_write(struct qcow2 *q, uint64_t l1i, uint64_t *out)
 {
 	struct qcow2_cent *ent;
@@ -394,28 +430,37 @@ static int l2_for_write(struct qcow2 *q, uint64_t l1i, uint64_t *out)
 		return 0;
 	}
 	if (l2) {
-		/* shared with a snapshot, or the flag was lost */
 		rc = qcow2_rc_get(q, l2 >> q->cbits, &rc64);
 		if (rc < 0)
 			return rc;
-		if (rc64 != 1)
-			return -ENOTSUP; /* copying shared L2 tables is not supported */
-		qcow2_l1_set(q, l1i, l2 | QCOW2_COPIED);
-		*out = l2;
-		return 0;
+		if (rc64 == 0)
+			return qcow2_corrupt(q, "L2 table 0x%llx has refcount 0",
+			                     (unsigned long long)l2);
+		if (rc64 == 1) {
+			/* ours alone (the flag was lost): take it back */
+			qcow2_l1_set(q, l1i, l2 | QCOW2_COPIED);
+			*out = l2;
+			return 0;
+		}
 	}
 	rc = qcow2_alloc(q, &nl2);
 	if (rc < 0)
 		return rc;
-	rc = qcow2_cache_get(q, &q->l2c, nl2, true, &ent);
+	if (l2)
+		rc = l2_copy(q, l2, nl2);
+	else
+		rc = qcow2_cache_get(q, &q->l2c, nl2, true, &ent);
+	if (rc == 0 && !l2)
+		ent->dirty = true;
 	if (rc < 0) {
+		qcow2_cache_drop(&q->l2c, nl2);
 		qcow2_rc_add(q, nl2 >> q->cbits, -1);
 		return rc;
 	}
-	ent->dirty = true;
 	qcow2_l1_set(q, l1i, nl2 | QCOW2_COPIED);
 	*out = nl2;
-	return 0;
+	/* the shared table loses this reference once the new L1 entry is on disk */
+	return l2 ? qcow2_free_later(q, l2) : 0;
 }
 
 /* Point the L2 entry of guest offset off (its table at l2) at v. */
@@ -501,7 +546,7 @@ int qcow2_cow_write(struct qcow2 *q, uint64_t off, const uint8_t *src, uint64_t 
 		return rc;
 	rc = l2_get(q, l2, off, &e);
 	if (rc == 0)
-		rc = l2_classify(q, e, &kind, &host);
+		rc = qcow2_l2_classify(q, e, &kind, &host);
 	if (rc < 0)
 		return rc;
 	if ((kind == QCOW2_K_DATA || kind == QCOW2_K_ZERO) && host && (e & QCOW2_COPIED)) {
@@ -575,6 +620,24 @@ out:
 	return rc;
 }
 
+int qcow2_l2_replace(struct qcow2 *q, uint64_t off, uint64_t v)
+{
+	enum qcow2_kind kind;
+	uint64_t l2, e, host;
+	int rc;
+
+	rc = l2_for_write(q, off >> (q->cbits + q->l2_bits), &l2);
+	if (rc == 0)
+		rc = l2_get(q, l2, off, &e);
+	if (rc == 0)
+		rc = qcow2_l2_classify(q, e, &kind, &host);
+	if (rc == 0)
+		rc = l2_set(q, l2, off, v);
+	if (rc == 0)
+		rc = release_entry(q, e, kind, host);
+	return rc;
+}
+
 int qcow2_zero_clusters(struct qcow2 *q, uint64_t off, uint64_t len, enum qcow2_zmode mode)
 {
 	uint64_t end = off + len, span = q->cs << q->l2_bits;
@@ -596,7 +659,7 @@ int qcow2_zero_clusters(struct qcow2 *q, uint64_t off, uint64_t len, enum qcow2_
 		if (l2) {
 			rc = l2_get(q, l2, g, &e);
 			if (rc == 0)
-				rc = l2_classify(q, e, &kind, &host);
+				rc = qcow2_l2_classify(q, e, &kind, &host);
 			if (rc < 0)
 				break;
 		} else if (mode == QCOW2_Z_UNALLOC || mode == QCOW2_Z_DISCARD || !q->has_backing) {
@@ -621,7 +684,7 @@ int qcow2_zero_clusters(struct qcow2 *q, uint64_t off, uint64_t len, enum qcow2_
 		switch (mode) {
 		case QCOW2_Z_ZERO:
 			v = q->h.version >= 3 ? QCOW2_ZERO_FLAG : 0;
-			if (v && host && (e & QCOW2_COPIED) &&
+			if (v && host && (e & QCOW2_COPIED) && (q->l1[l1i] & QCOW2_COPIED) &&
 			    (kind == QCOW2_K_DATA || kind == QCOW2_K_ZERO))
 				v |= host | QCOW2_COPIED; /* keep the cluster for the next write */
 			break;

@@ -1,7 +1,13 @@
-/* qcow2 compressed clusters (read only): raw deflate streams (zlib) or zstd
- * frames, as the header's compression type says. The compressed bytes may
- * straddle host clusters and end inside their last 512-byte sector; a
- * cluster must decompress to exactly one full cluster, else it is an error. */
+/* qcow2 compressed clusters: raw deflate streams (zlib) or zstd frames, as
+ * the header's compression type says. The compressed bytes may straddle host
+ * clusters and end inside their last 512-byte sector; a cluster must
+ * decompress to exactly one full cluster, else it is an error.
+ *
+ * Writing (convert -c): a whole cluster is compressed (deflate with a 4 KiB
+ * window, which QEMU's reader needs, or a zstd frame) and kept only when it
+ * comes out smaller than a cluster. Compressed clusters are packed one after
+ * another into host clusters; each host cluster holds one reference per
+ * compressed cluster that touches it, as the format counts them. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +105,97 @@ int qcow2_decompress(struct qcow2 *q, uint64_t e)
 		q->zvalid = true;
 	}
 	return rc;
+}
+
+/* Raw deflate of n bytes into at most cap; the length, or 0 if it does not fit. */
+static size_t deflate_cluster(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+	z_stream s;
+	size_t len = 0;
+
+	memset(&s, 0, sizeof(s));
+	if (deflateInit2(&s, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+		return 0;
+	s.next_in = (Bytef *)in;
+	s.avail_in = (uInt)n;
+	s.next_out = out;
+	s.avail_out = (uInt)cap;
+	if (deflate(&s, Z_FINISH) == Z_STREAM_END)
+		len = cap - s.avail_out;
+	deflateEnd(&s);
+	return len;
+}
+
+/* One zstd frame of n bytes into at most cap; the length, or 0 if it does not fit. */
+static size_t zstd_compress_cluster(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+	size_t r = ZSTD_compress(out, cap, in, n, ZSTD_CLEVEL_DEFAULT);
+
+	return ZSTD_isError(r) ? 0 : r;
+}
+
+/* Where len bytes (less than a cluster) of compressed data go: after the
+ * last ones when they fit in that host cluster or run on into the next one
+ * (then the newly allocated one); else at the start of a new cluster. Takes
+ * the references; a cluster whose refcount is at its width's maximum takes
+ * no more data. */
+static int alloc_bytes(struct qcow2 *q, uint64_t len, uint64_t *out)
+{
+	uint64_t c = q->cfree, in = c & (q->cs - 1), nh;
+	int rc = -ERANGE;
+
+	if (c && in && q->cs - in >= len) {
+		rc = qcow2_rc_add(q, c >> q->cbits, 1);
+		if (rc < 0 && rc != -ERANGE)
+			return rc;
+	}
+	if (rc == -ERANGE) {
+		rc = qcow2_alloc(q, &nh);
+		if (rc < 0)
+			return rc;
+		if (!c || !in || nh != c - in + q->cs || qcow2_rc_add(q, c >> q->cbits, 1) < 0)
+			c = nh; /* (else the data runs on from the old cluster into the new one) */
+	}
+	*out = c;
+	q->cfree = (c + len) & (q->cs - 1) ? c + len : 0;
+	return 0;
+}
+
+int qcow2_compress_write(struct qcow2 *q, uint64_t off, const uint8_t *src)
+{
+	uint32_t x = 62 - (q->cbits - 8);
+	uint64_t host = 0, nsect;
+	uint8_t *out;
+	size_t len;
+	int rc;
+
+	out = malloc(q->cs);
+	if (!out)
+		return -ENOMEM;
+	/* "smaller than a cluster", and below where the entry can point */
+	if (q->h.compression == 1)
+		len = zstd_compress_cluster(src, q->cs, out, q->cs - 1);
+	else
+		len = deflate_cluster(src, q->cs, out, q->cs - 1);
+	if (!len || q->file_end + 8 * q->cs >= 1ULL << x) {
+		free(out);
+		return qcow2_write_sync(q, src, q->cs, off);
+	}
+	rc = qcow2_mark_dirty(q);
+	if (rc == 0)
+		rc = alloc_bytes(q, len, &host);
+	if (rc == 0 && host + len > 1ULL << x)
+		rc = -EFBIG;
+	if (rc == 0)
+		rc = qcow2_overlap_check(q, host, len);
+	if (rc == 0)
+		rc = qcow2_pwrite(q, out, len, host);
+	free(out);
+	if (rc < 0)
+		return rc;
+	q->zvalid = false;
+	nsect = ((host + len - 1) >> 9) - (host >> 9);
+	return qcow2_l2_replace(q, off, QCOW2_COMPRESSED | nsect << x | host);
 }
 
 void qcow2_compress_free(struct qcow2 *q)

@@ -1,6 +1,6 @@
 /* qcow2 header: parsing and checking every field of a hostile header and its
  * extensions, rewriting cluster 0 with the extensions we do not know kept
- * intact, the snapshot table walk, and creating new images. */
+ * intact, and creating new images. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -436,80 +436,6 @@ out:
 	return rc;
 }
 
-int qcow2_snap_walk(struct qcow2 *q,
-                    int (*fn)(struct qcow2 *q, void *opaque, uint64_t l1_off, uint32_t l1_size,
-                              const struct qcow2_snapshot *s),
-                    void *opaque, uint64_t *table_len)
-{
-	uint64_t pos = q->h.snap_off, end_max;
-	struct qcow2_snapshot *s;
-	int rc = 0;
-
-	if (table_len)
-		*table_len = 0;
-	if (!q->h.nb_snapshots)
-		return 0;
-	s = malloc(sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	end_max = q->h.snap_off + QCOW2_MAX_SNAP_TABLE;
-	if (end_max > q->file_end)
-		end_max = q->file_end;
-	for (uint32_t i = 0; i < q->h.nb_snapshots; i++) {
-		uint8_t e[40], extra[16] = { 0 };
-		uint32_t id_len, name_len, extra_len, l1_size;
-		uint64_t l1_off, n;
-
-		if (pos > end_max || end_max - pos < sizeof(e)) {
-			rc = -EINVAL;
-			break;
-		}
-		rc = qcow2_pread(q, e, sizeof(e), pos);
-		if (rc < 0)
-			break;
-		l1_off = qcow2_be64(e);
-		l1_size = qcow2_be32(e + 8);
-		id_len = qcow2_be16(e + 12);
-		name_len = qcow2_be16(e + 14);
-		extra_len = qcow2_be32(e + 36);
-		n = sizeof(e) + (uint64_t)extra_len + id_len + name_len;
-		if (extra_len > 1024 || n > end_max - pos || l1_off % q->cs ||
-		    (uint64_t)l1_size * 8 > QCOW2_MAX_L1_BYTES ||
-		    (l1_size && (l1_off == 0 || l1_off >= q->file_end ||
-		                 (uint64_t)l1_size * 8 > q->file_end - l1_off))) {
-			rc = -EINVAL;
-			break;
-		}
-		memset(s, 0, sizeof(*s));
-		s->date_sec = qcow2_be32(e + 16);
-		s->date_nsec = qcow2_be32(e + 20);
-		s->vm_clock_nsec = qcow2_be64(e + 24);
-		s->vm_state_size = qcow2_be32(e + 32);
-		rc = qcow2_pread(q, extra, extra_len < 16 ? extra_len : 16, pos + sizeof(e));
-		if (rc == 0 && extra_len >= 8)
-			s->vm_state_size = qcow2_be64(extra);
-		if (rc == 0)
-			rc = qcow2_pread(q, s->id, id_len < sizeof(s->id) ? id_len : sizeof(s->id) - 1,
-			                 pos + sizeof(e) + extra_len);
-		if (rc == 0)
-			rc = qcow2_pread(q, s->name,
-			                 name_len < sizeof(s->name) ? name_len : sizeof(s->name) - 1,
-			                 pos + sizeof(e) + extra_len + id_len);
-		if (rc < 0)
-			break;
-		if (fn) {
-			rc = fn(q, opaque, l1_off, l1_size, s);
-			if (rc < 0)
-				break;
-		}
-		pos += qcow2_round_up(n, 8);
-	}
-	if (rc == 0 && table_len)
-		*table_len = pos - q->h.snap_off;
-	free(s);
-	return rc;
-}
-
 /* ---- creating images ---- */
 
 /* The feature name table we write into new images (when it fits). */
@@ -565,6 +491,10 @@ static int create_check(const struct qcow2_create_opts *o, uint32_t *cbits, uint
 		return herr(err, errlen, -EINVAL, "version 2 images have 16 refcount bits");
 	if (version == 2 && o->lazy_refcounts)
 		return herr(err, errlen, -EINVAL, "lazy refcounts need version 3 (compat=1.1)");
+	if (o->compression > 1)
+		return herr(err, errlen, -EINVAL, "compression type must be zlib or zstd");
+	if (version == 2 && o->compression)
+		return herr(err, errlen, -EINVAL, "zstd compression needs version 3 (compat=1.1)");
 	*cbits = (uint32_t)__builtin_ctz(cs);
 	*order = (uint32_t)__builtin_ctz(rb);
 	l2_span = (uint64_t)cs * (cs / 8);
@@ -615,6 +545,8 @@ static int create_write(int fd, const struct qcow2_create_opts *o, uint32_t cbit
 	h.refcount_order = order;
 	h.header_len = h.version == 2 ? QCOW2_V2_HEADER_LEN : QCOW2_CREATE_HEADER_LEN;
 	h.compat = o->lazy_refcounts ? QCOW2_COMPAT_LAZY : 0;
+	h.compression = o->compression;
+	h.incompat = o->compression ? QCOW2_INCOMPAT_COMPRESSION : 0;
 	if (o->backing && o->backing[0]) {
 		snprintf(h.backing, sizeof(h.backing), "%s", o->backing);
 		snprintf(h.backing_fmt, sizeof(h.backing_fmt), "%s", o->backing_fmt);

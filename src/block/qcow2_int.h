@@ -5,7 +5,8 @@
  *   qcow2_cluster.c   metadata cache, L1/L2 mapping, allocating writes
  *   qcow2_refcount.c  refcounts, cluster allocation, ordered metadata flush
  *   qcow2_check.c     consistency check, repair, refcount rebuild
- *   qcow2_compress.c  compressed cluster reads (zlib, zstd)
+ *   qcow2_compress.c  compressed clusters: reads and writes (zlib, zstd)
+ *   qcow2_snapshot.c  internal snapshots: the table, create, delete, apply
  *   qcow2_probe.c     format detection, the guarded raw driver */
 #ifndef CVISOR_BLOCK_QCOW2_INT_H
 #define CVISOR_BLOCK_QCOW2_INT_H
@@ -28,6 +29,9 @@
 #define QCOW2_MAX_RT_BYTES (8u << 20)   /* would not open there either */
 #define QCOW2_MAX_SNAPSHOTS 65536
 #define QCOW2_MAX_SNAP_TABLE (64u << 20)
+#define QCOW2_SNAP_ENTRY_LEN 40         /* fixed part of a snapshot table entry */
+#define QCOW2_MAX_SNAP_EXTRA 1024       /* extra data per entry (QEMU's limit) */
+#define QCOW2_SNAP_EXTRA_LEN 24         /* what we write: vm state size, disk size, icount */
 #define QCOW2_MAX_SIZE (1ULL << 61)     /* virtual size */
 #define QCOW2_MAX_HOST_OFF (1ULL << 56) /* L1/L2/refcount table offsets */
 #define QCOW2_MAX_DEPTH 32              /* backing chain */
@@ -157,6 +161,7 @@ struct qcow2 {
 	bool unsynced;            /* metadata written since the last fdatasync */
 	bool unsynced_rb;         /* of which refcount blocks or the refcount table */
 	uint64_t snap_len;        /* bytes of the snapshot table */
+	uint64_t cfree;           /* compressed writes: next free byte in a cluster (0: none) */
 	/* the last decompressed cluster */
 	uint64_t zkey;
 	bool zvalid;
@@ -221,11 +226,6 @@ const char *qcow2_feature_name(const struct qcow2_header *h, unsigned type, unsi
 int qcow2_header_write_incompat(struct qcow2 *q, uint64_t incompat);
 /* Rewrite cluster 0 (header, extensions, backing name) from q->h. */
 int qcow2_header_rewrite(struct qcow2 *q);
-/* Read the snapshot table: for each entry call fn (may be NULL); 0 or -errno. */
-int qcow2_snap_walk(struct qcow2 *q,
-                    int (*fn)(struct qcow2 *q, void *opaque, uint64_t l1_off, uint32_t l1_size,
-                              const struct qcow2_snapshot *s),
-                    void *opaque, uint64_t *table_len);
 
 /* ---- qcow2_cluster.c ---- */
 
@@ -263,6 +263,9 @@ struct qcow2_map {
 	bool copied;     /* DATA: the clusters can be written in place */
 };
 
+/* What an L2 entry is, checked (marks the image corrupt if it is invalid);
+ * host is the data cluster (DATA, or a preallocated ZERO cluster; else 0). */
+int qcow2_l2_classify(struct qcow2 *q, uint64_t e, enum qcow2_kind *kind, uint64_t *host);
 /* Map guest [off, off + len) (len > 0, inside the disk) to its first run. */
 int qcow2_map(struct qcow2 *q, uint64_t off, uint64_t len, struct qcow2_map *m);
 /* Write n bytes (inside one cluster) of src at guest off through allocation/COW. */
@@ -317,12 +320,55 @@ int qcow2_rc_rebuild(struct qcow2 *q, const uint32_t *refs, uint64_t n);
 
 /* ---- qcow2_compress.c ---- */
 
+/* Write one whole guest cluster at off (cluster-aligned) compressed, or
+ * normally when it does not shrink. */
+int qcow2_compress_write(struct qcow2 *q, uint64_t off, const uint8_t *src);
+/* Point the L2 entry of guest offset off at v, releasing what it held
+ * (qcow2_cluster.c; the table is made writable first). */
+int qcow2_l2_replace(struct qcow2 *q, uint64_t off, uint64_t v);
 /* Decompress the compressed cluster of L2 entry e into q->zbuf. */
 int qcow2_decompress(struct qcow2 *q, uint64_t e);
 /* The host byte range [*off, *off + *len) a compressed L2 entry points at. */
 void qcow2_compressed_range(const struct qcow2 *q, uint64_t e, uint64_t *off, uint64_t *len);
 /* Free the decompression state. */
 void qcow2_compress_free(struct qcow2 *q);
+
+/* ---- qcow2_snapshot.c ---- */
+
+/* One parsed snapshot table entry. */
+struct qcow2_snap {
+	uint64_t l1_off;
+	uint32_t l1_size;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint32_t vm_state32;      /* the 32-bit field of the entry */
+	uint64_t vm_state_size;   /* the 64-bit one from the extra data when present */
+	uint64_t disk_size;       /* from the extra data; else the image's size */
+	uint64_t icount;          /* from the extra data; else UINT64_MAX (none) */
+	uint32_t extra_len;
+	uint8_t *extra;
+	uint16_t id_len, name_len;
+	char *id, *name;          /* NUL-terminated copies */
+};
+
+/* The whole snapshot table. */
+struct qcow2_snaps {
+	struct qcow2_snap *s;
+	uint32_t n;
+	uint64_t len;             /* bytes, as laid out in the file */
+};
+
+/* Parse the snapshot table (every length checked against the table's
+ * bounds, nothing allocated before the file could hold it); 0 or -EINVAL,
+ * -ENOMEM, -EIO. */
+int qcow2_snap_load(struct qcow2 *q, struct qcow2_snaps *t);
+/* Free what qcow2_snap_load allocated. */
+void qcow2_snap_free(struct qcow2_snaps *t);
+/* Read the snapshot table: for each entry call fn (may be NULL); 0 or -errno. */
+int qcow2_snap_walk(struct qcow2 *q,
+                    int (*fn)(struct qcow2 *q, void *opaque, uint64_t l1_off, uint32_t l1_size,
+                              const struct qcow2_snapshot *s),
+                    void *opaque, uint64_t *table_len);
 
 /* ---- qcow2_check.c ---- */
 

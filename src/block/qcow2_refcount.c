@@ -123,6 +123,8 @@ int qcow2_rc_add(struct qcow2 *q, uint64_t idx, int64_t delta)
 	ent->dirty = true;
 	if (v == 0 && idx < q->free_hint)
 		q->free_hint = idx;
+	if (v == 0 && q->cfree && idx == q->cfree >> q->cbits)
+		q->cfree = 0; /* compressed writes no longer own the rest of it */
 	return 0;
 }
 
@@ -545,6 +547,7 @@ int qcow2_rc_rebuild(struct qcow2 *q, const uint32_t *refs, uint64_t n)
 	q->rt = nrt;
 	q->rt_entries = (nt << q->cbits) / 8;
 	q->free_hint = 0;
+	q->cfree = 0;
 	nrt = NULL;
 out:
 	free(nrt);

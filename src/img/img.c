@@ -16,14 +16,16 @@ static void usage(FILE *f)
 {
 	fputs("usage: cvisor img COMMAND [options]\n"
 	      "  create -f qcow2|raw [-b BASE [-F FMT]] [-u] [-o OPTS] [-q] FILE [SIZE]\n"
-	      "         OPTS: cluster_size=N,compat=0.10|1.1,refcount_bits=N,lazy_refcounts=on|off\n"
+	      "         OPTS: cluster_size=N,compat=0.10|1.1,refcount_bits=N,lazy_refcounts=on|off,\n"
+	      "               compression_type=zlib|zstd\n"
 	      "  info [-f FMT] [--output human|json] FILE\n"
 	      "  check [-f FMT] [-r leaks|all] [-q] [--output human|json] FILE\n"
-	      "  convert [-f FMT] [-O FMT] [-o OPTS] [-q] SRC DST\n"
+	      "  convert [-f FMT] [-O FMT] [-c] [-o OPTS] [-q] SRC DST   (-c: compressed clusters)\n"
 	      "  resize [-f FMT] FILE [+]SIZE            (grow only)\n"
 	      "  commit [-f FMT] [-d] [-q] FILE\n"
 	      "  rebase [-f FMT] [-u] -b BASE [-F FMT] [-q] FILE\n"
-	      "  snapshot -l FILE\n"
+	      "  snapshot [-f qcow2] [-q] -l | -c NAME | -d NAME | -a NAME  FILE\n"
+	      "         (list, create, delete, apply; -d and -a take an ID or a name)\n"
 	      "  write [-f FMT] [-P BYTE] [-z] [-u] FILE OFFSET LEN   (test helper)\n"
 	      "  stress [options] FILE                     (test helper: see --help)\n"
 	      "  bench [-f FMT] read|write SECONDS FILE    (random 4 KiB I/O in-process)\n"
@@ -86,6 +88,12 @@ int img_parse_create_opts(const char *arg, struct qcow2_create_opts *o)
 				rc = -EINVAL;
 			}
 			o->lazy_refcounts = !strcmp(v, "on");
+		} else if (!strcmp(kv, "compression_type")) {
+			if (strcmp(v, "zlib") && strcmp(v, "zstd")) {
+				img_err("-o: compression_type must be zlib or zstd, not '%s'", v);
+				rc = -EINVAL;
+			}
+			o->compression = !strcmp(v, "zstd");
 		} else if (!strcmp(kv, "preallocation") && !strcmp(v, "off")) {
 			/* the default */
 		} else {
@@ -502,9 +510,10 @@ static int cmd_check(int argc, char **argv)
 
 /* ---- snapshot ---- */
 
+/* One line of the list, in qemu-img's columns. */
 static void snap_print(void *opaque, const struct qcow2_snapshot *s)
 {
-	char date[32] = "", vm[32];
+	char date[32] = "", vm[32], clock[48], icount[24] = "";
 	time_t t = (time_t)s->date_sec;
 	struct tm tm;
 	uint64_t ms = s->vm_clock_nsec / 1000000;
@@ -513,31 +522,28 @@ static void snap_print(void *opaque, const struct qcow2_snapshot *s)
 	if (localtime_r(&t, &tm))
 		strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
 	human_size(vm, sizeof(vm), s->vm_state_size);
-	printf("%-10s%-17s%11s%20s%5llu:%02llu:%02llu.%03llu\n", s->id, s->name,
-	       s->vm_state_size ? vm : "0 B", date, (unsigned long long)(ms / 3600000),
-	       (unsigned long long)(ms / 60000 % 60), (unsigned long long)(ms / 1000 % 60),
-	       (unsigned long long)(ms % 1000));
+	snprintf(clock, sizeof(clock), "%02llu:%02llu:%02llu.%03llu",
+	         (unsigned long long)(ms / 3600000), (unsigned long long)(ms / 60000 % 60),
+	         (unsigned long long)(ms / 1000 % 60), (unsigned long long)(ms % 1000));
+	if (s->icount != UINT64_MAX)
+		snprintf(icount, sizeof(icount), "%llu", (unsigned long long)s->icount);
+	printf("%-9s %-16s %8s %19s %12s %10s\n", s->id, s->name, vm, date, clock, icount);
 }
 
-static int cmd_snapshot(int argc, char **argv)
+static int snap_list(const char *path, const char *fmt)
 {
 	struct img im;
 	int rc;
 
-	if (argc != 3 || strcmp(argv[1], "-l")) {
-		img_err("snapshot: only -l FILE is supported (creating, applying and deleting "
-		        "internal snapshots is not)");
-		return IMG_EXIT_USAGE;
-	}
-	if (img_open(&im, argv[2], NULL, true, QCOW2_OPEN_NO_BACKING | QCOW2_OPEN_NO_REPAIR) < 0)
+	if (img_open(&im, path, fmt, true, QCOW2_OPEN_NO_BACKING | QCOW2_OPEN_NO_REPAIR) < 0)
 		return IMG_EXIT_USAGE;
 	if (!qcow2_is(im.d)) {
 		img_close(&im);
-		img_err("snapshot: %s is not a qcow2 image", argv[2]);
+		img_err("snapshot: %s is not a qcow2 image", path);
 		return IMG_EXIT_USAGE;
 	}
-	printf("Snapshot list:\n%-10s%-17s%11s%20s%15s\n", "ID", "TAG", "VM SIZE", "DATE",
-	       "VM CLOCK");
+	printf("Snapshot list:\n%-9s %-16s %8s %19s %12s %10s\n", "ID", "TAG", "VM SIZE", "DATE",
+	       "VM CLOCK", "ICOUNT");
 	rc = qcow2_snapshots(im.d, snap_print, NULL);
 	img_close(&im);
 	if (rc < 0) {
@@ -545,6 +551,94 @@ static int cmd_snapshot(int argc, char **argv)
 		return IMG_EXIT_FAIL;
 	}
 	return IMG_EXIT_OK;
+}
+
+/* Create, delete or apply (op 'c', 'd', 'a') the snapshot name of path. */
+static int snap_change(const char *path, const char *fmt, int op, const char *name)
+{
+	static const char *const verb[] = { ['c'] = "create", ['d'] = "delete", ['a'] = "apply" };
+	struct img im;
+	int rc;
+
+	if (op == 'c' && (!name[0] || strlen(name) > QCOW2_MAX_SNAP_NAME)) {
+		img_err("snapshot: a name is 1 to %d bytes", QCOW2_MAX_SNAP_NAME);
+		return IMG_EXIT_USAGE;
+	}
+	/* writable: the image's lock says whether anyone else has it open */
+	if (img_open(&im, path, fmt, false, QCOW2_OPEN_NO_BACKING) < 0)
+		return IMG_EXIT_USAGE;
+	if (!qcow2_is(im.d)) {
+		img_close(&im);
+		img_err("snapshot: %s is not a qcow2 image", path);
+		return IMG_EXIT_USAGE;
+	}
+	if (op == 'c')
+		rc = qcow2_snapshot_create(im.d, name);
+	else if (op == 'd')
+		rc = qcow2_snapshot_delete(im.d, name);
+	else
+		rc = qcow2_snapshot_apply(im.d, name);
+	img_close(&im);
+	switch (rc) {
+	case 0:
+		return IMG_EXIT_OK;
+	case -ENOENT:
+		img_err("snapshot: %s has no snapshot with ID or name '%s'", path, name);
+		return IMG_EXIT_USAGE;
+	case -EEXIST:
+		img_err("snapshot: %s already has a snapshot with ID or name '%s'", path, name);
+		return IMG_EXIT_USAGE;
+	case -ERANGE:
+		img_err("snapshot: cannot %s '%s': a refcount would overflow (the image's "
+		        "refcount_bits is too small)", verb[op], name);
+		return IMG_EXIT_FAIL;
+	case -EFBIG:
+		img_err("snapshot: cannot %s '%s': too many snapshots", verb[op], name);
+		return IMG_EXIT_FAIL;
+	default:
+		img_err("snapshot: cannot %s '%s' in %s: %s", verb[op], name, path, strerror(-rc));
+		return IMG_EXIT_FAIL;
+	}
+}
+
+static int cmd_snapshot(int argc, char **argv)
+{
+	const char *fmt = NULL, *name = NULL;
+	int c, op = 0, nops = 0;
+
+	optind = 0;
+	while ((c = getopt(argc, argv, "lc:d:a:f:qU")) != -1) {
+		switch (c) {
+		case 'l':
+		case 'c':
+		case 'd':
+		case 'a':
+			op = c;
+			name = optarg;
+			nops++;
+			break;
+		case 'f':
+			fmt = optarg;
+			break;
+		case 'q':
+		case 'U':
+			break;
+		default:
+			img_err("snapshot: bad option (see cvisor img --help)");
+			return IMG_EXIT_USAGE;
+		}
+	}
+	if (nops != 1 || argc - optind != 1) {
+		img_err("snapshot: expected one of -l, -c NAME, -d NAME, -a NAME, then FILE");
+		return IMG_EXIT_USAGE;
+	}
+	if (fmt && strcmp(fmt, "qcow2")) {
+		img_err("snapshot: only qcow2 images have internal snapshots");
+		return IMG_EXIT_USAGE;
+	}
+	if (op == 'l')
+		return snap_list(argv[optind], fmt);
+	return snap_change(argv[optind], fmt, op, name);
 }
 
 int img_main(int argc, char **argv)

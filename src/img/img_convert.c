@@ -75,9 +75,40 @@ static int copy_range(struct img *src, struct img *dst, uint8_t *buf, uint64_t o
 	return 0;
 }
 
+/* Copy [off, off + n) from src to the qcow2 image dst a cluster (cs bytes)
+ * at a time: whole clusters compressed where that makes them smaller, the
+ * all-zero ones left out, a partial last cluster written as it is. */
+static int copy_compressed(struct img *src, struct img *dst, uint8_t *buf, uint64_t off,
+                           uint64_t n, uint64_t cs)
+{
+	int rc = img_read(src, buf, n, off);
+
+	if (rc < 0) {
+		img_err("read %s at %llu: %s", src->path, (unsigned long long)off, strerror(-rc));
+		return rc;
+	}
+	for (uint64_t p = 0; p < n; p += cs) {
+		uint64_t len = n - p < cs ? n - p : cs;
+
+		if (img_is_zero(buf + p, len))
+			continue;
+		if (len == cs)
+			rc = qcow2_write_compressed(dst->d, off + p, buf + p);
+		else
+			rc = img_write(dst, buf + p, len, off + p);
+		if (rc < 0) {
+			img_err("write %s at %llu: %s", dst->path, (unsigned long long)(off + p),
+			        strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int img_cmd_convert(int argc, char **argv)
 {
 	const char *fmt = NULL, *ofmt = "raw", *opts = NULL;
+	bool compress = false;
 	struct qcow2_create_opts co = { 0 };
 	struct img src = { 0 }, dst = { 0 };
 	uint8_t *buf = NULL;
@@ -103,8 +134,8 @@ int img_cmd_convert(int argc, char **argv)
 		case 'S':
 			break;
 		case 'c':
-			img_err("convert: writing compressed clusters is not supported");
-			return IMG_EXIT_USAGE;
+			compress = true;
+			break;
 		case 'n':
 			img_err("convert: -n is not supported");
 			return IMG_EXIT_USAGE;
@@ -123,6 +154,10 @@ int img_cmd_convert(int argc, char **argv)
 	}
 	if (opts && strcmp(ofmt, "qcow2")) {
 		img_err("convert: -o applies to qcow2 output only");
+		return IMG_EXIT_USAGE;
+	}
+	if (compress && strcmp(ofmt, "qcow2")) {
+		img_err("convert: -c needs -O qcow2");
 		return IMG_EXIT_USAGE;
 	}
 	if (img_open(&src, argv[optind], fmt, true, 0) < 0)
@@ -159,7 +194,11 @@ int img_cmd_convert(int argc, char **argv)
 			if (rc == QCOW2_ZERO && st_n == n)
 				continue;
 		}
-		if (copy_range(&src, &dst, buf, off, n, gran, true) < 0)
+		if (compress)
+			rc = copy_compressed(&src, &dst, buf, off, n, gran);
+		else
+			rc = copy_range(&src, &dst, buf, off, n, gran, true);
+		if (rc < 0)
 			goto out;
 	}
 	rc = img_flush(&dst);
@@ -229,6 +268,14 @@ int img_cmd_resize(int argc, char **argv)
 		return IMG_EXIT_USAGE;
 	}
 	if (qcow2_is(im.d)) {
+		struct qcow2_info qi;
+
+		qcow2_get_info(im.d, &qi);
+		if (qi.nb_snapshots && size != cur) {
+			img_close(&im);
+			img_err("resize: %s has internal snapshots (delete them first)", argv[optind]);
+			return IMG_EXIT_USAGE;
+		}
 		rc = size < cur ? -ENOTSUP : qcow2_resize(im.d, size);
 		img_close(&im);
 	} else {

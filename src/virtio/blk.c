@@ -23,6 +23,7 @@
 
 #include "block/aio.h"
 #include "block/block.h"
+#include "block/overlay.h"
 #include "block/qcow2.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
@@ -67,8 +68,10 @@ struct vblk_req {
 };
 
 struct virtio_blk {
-	char *path;
+	char *path; /* of the image the device runs on (an overlay's, once switched) */
 	struct blk_disk *disk;
+	struct blk_disk *next;  /* overlay_prepare: the overlay, until commit or abort */
+	char *next_path;
 	struct aio *aio;
 	struct evloop *loop;
 	bool registered;
@@ -966,6 +969,60 @@ static void vblk_fill_config(struct virtio_blk *vb)
 	}
 }
 
+/* Undo virtio_blk_overlay_prepare: the overlay closed and deleted, the
+ * image write-locked again. */
+static void vblk_overlay_drop(struct virtio_blk *vb)
+{
+	int rc = blk_overlay_cancel(vb->next, vb->disk);
+
+	vb->next = NULL;
+	if (rc < 0)
+		log_warn("disk %s: cannot take its write lock back: %s", vb->path, strerror(-rc));
+	unlink(vb->next_path);
+	free(vb->next_path);
+	vb->next_path = NULL;
+}
+
+/* overlay=on: the image is only read, as the backing file of a new qcow2
+ * overlay next to it, which the device runs on. */
+static int vblk_open_overlay(struct virtio_blk *vb, const struct virtio_blk_opts *o,
+                             const char *fmt, char *err, size_t errlen)
+{
+	struct blk_disk *base = NULL;
+	char opath[PATH_MAX], *p = NULL;
+	int rc;
+
+	if (o->readonly) {
+		snprintf(err, errlen, "disk %s: overlay=on is for writable disks, not readonly=on",
+		         o->path);
+		return -EINVAL;
+	}
+	/* held (read lock) until the overlay holds the image as its backing file */
+	rc = qcow2_open_any(&base, o->path, fmt, true, vb->aio, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = blk_overlay_create(o->path, base->drv->name, blk_size(base), opath, sizeof(opath),
+	                        err, errlen);
+	if (rc == 0 && !(p = strdup(opath))) {
+		snprintf(err, errlen, "disk %s: out of memory", o->path);
+		rc = -ENOMEM;
+		unlink(opath);
+	} else if (rc == 0) {
+		rc = qcow2_open_any(&vb->disk, opath, "qcow2", false, vb->aio, err, errlen);
+		if (rc < 0) {
+			unlink(opath);
+			free(p);
+		}
+	}
+	blk_close(base);
+	if (rc < 0)
+		return rc;
+	free(vb->path);
+	vb->path = p;
+	log_info("disk %s: running on a new overlay %s", o->path, opath);
+	return 0;
+}
+
 int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
                       struct evloop *loop, char *err, size_t errlen)
 {
@@ -1008,7 +1065,10 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
 	/* format= picks the driver; without it the image's magic does */
 	if (o->format_given)
 		fmt = o->format == VIRTIO_BLK_FORMAT_QCOW2 ? "qcow2" : "raw";
-	rc = qcow2_open_any(&vb->disk, o->path, fmt, o->readonly, vb->aio, err, errlen);
+	if (o->overlay)
+		rc = vblk_open_overlay(vb, o, fmt, err, errlen);
+	else
+		rc = qcow2_open_any(&vb->disk, o->path, fmt, o->readonly, vb->aio, err, errlen);
 	if (rc < 0)
 		goto out;
 	size = blk_size(vb->disk);
@@ -1051,12 +1111,15 @@ void virtio_blk_destroy(struct virtio_blk *vb)
 	}
 	evloop_del(vb->loop, vb->timer_fd);
 	close(vb->timer_fd);
+	if (vb->next)
+		vblk_overlay_drop(vb); /* prepared, never committed */
 	blk_close(vb->disk);
 	aio_destroy(vb->aio);
 	for (unsigned i = 0; i < vb->nr_reqs; i++)
 		free(vb->reqs[i]);
 	free(vb->restore);
 	free(vb->path);
+	free(vb->next_path);
 	free(vb);
 }
 
@@ -1119,8 +1182,9 @@ static int vblk_opt_u64(const char *key, const char *val, uint64_t *out, char *e
 
 int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "path", "format", "readonly", "serial", "iops", "bps" };
-	bool seen[6] = { false };
+	static const char *const keys[] = { "path", "format", "readonly", "serial", "iops", "bps",
+		                            "overlay" };
+	bool seen[7] = { false };
 	char key[16];
 	char *val;
 	const char *p = arg;
@@ -1140,12 +1204,12 @@ int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err,
 			rc = -EINVAL;
 			goto out;
 		}
-		for (i = 0; i < 6 && strcmp(key, keys[i]); i++)
+		for (i = 0; i < 7 && strcmp(key, keys[i]); i++)
 			;
-		if (i == 6) {
+		if (i == 7) {
 			snprintf(err, errlen,
 			         "--disk: unknown key '%s' "
-			         "(path, format, readonly, serial, iops, bps)",
+			         "(path, format, readonly, serial, iops, bps, overlay)",
 			         key);
 			rc = -EINVAL;
 			goto out;
@@ -1178,11 +1242,12 @@ int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err,
 			}
 			break;
 		case 2:
+		case 6:
 			if (!strcmp(val, "on") || !strcmp(val, "off")) {
-				o->readonly = !strcmp(val, "on");
+				*(i == 2 ? &o->readonly : &o->overlay) = !strcmp(val, "on");
 			} else {
-				snprintf(err, errlen,
-				         "--disk: readonly must be on or off, not '%s'", val);
+				snprintf(err, errlen, "--disk: %s must be on or off, not '%s'", key,
+				         val);
 				rc = -EINVAL;
 			}
 			break;
@@ -1259,4 +1324,171 @@ void virtio_blk_get_stats(struct virtio_blk *vb, struct virtio_blk_stats *out)
 	*out = vb->st;
 	out->bps = vb->bps;
 	out->iops = vb->iops;
+}
+
+/* ---- live switch to an overlay ---- */
+
+static struct virtio_dev *vblk_lock(struct virtio_blk *vb)
+{
+	struct virtio_dev *vdev = __atomic_load_n(&vb->vdev, __ATOMIC_ACQUIRE);
+
+	if (vdev)
+		pthread_mutex_lock(&vdev->lock);
+	return vdev;
+}
+
+static void vblk_unlock(struct virtio_dev *vdev)
+{
+	if (vdev)
+		pthread_mutex_unlock(&vdev->lock);
+}
+
+int virtio_blk_overlay_prepare(struct virtio_blk *vb, char *err, size_t errlen)
+{
+	struct virtio_dev *vdev;
+	char opath[PATH_MAX];
+	int rc;
+
+	if (vb->readonly) {
+		snprintf(err, errlen, "disk %s is read-only: it needs no overlay", vb->path);
+		return -EINVAL;
+	}
+	if (vb->next) {
+		snprintf(err, errlen, "disk %s: an overlay switch is already under way", vb->path);
+		return -EBUSY;
+	}
+	vdev = vblk_lock(vb);
+	/* nothing may reach the image after it is frozen: wait for what the
+	 * guest asked before the pause (completions are written to the ring) */
+	if (vb->nr_busy || aio_inflight(vb->aio)) {
+		aio_drain(vb->aio);
+		if (vdev)
+			vblk_notify(vb);
+	}
+	if (vb->nr_busy || aio_inflight(vb->aio)) {
+		snprintf(err, errlen, "disk %s: requests are still in flight", vb->path);
+		rc = -EBUSY;
+		goto out;
+	}
+	rc = blk_overlay_create(vb->path, vb->disk->drv->name, blk_size(vb->disk), opath,
+	                        sizeof(opath), err, errlen);
+	if (rc < 0)
+		goto out;
+	vb->next_path = strdup(opath);
+	if (!vb->next_path) {
+		unlink(opath);
+		snprintf(err, errlen, "disk %s: out of memory", vb->path);
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = blk_overlay_open(&vb->next, opath, vb->disk, vb->aio, err, errlen);
+	if (rc == 0 && blk_size(vb->next) != blk_size(vb->disk)) {
+		blk_overlay_cancel(vb->next, vb->disk);
+		vb->next = NULL;
+		snprintf(err, errlen, "disk %s: the overlay %s has another size", vb->path, opath);
+		rc = -EIO;
+	}
+	if (rc < 0) {
+		unlink(opath);
+		free(vb->next_path);
+		vb->next_path = NULL;
+	}
+out:
+	vblk_unlock(vdev);
+	return rc;
+}
+
+void virtio_blk_overlay_commit(struct virtio_blk *vb)
+{
+	struct virtio_dev *vdev;
+	struct blk_disk *old;
+
+	if (!vb->next)
+		return;
+	vdev = vblk_lock(vb);
+	old = vb->disk;
+	vb->disk = vb->next;
+	vb->next = NULL;
+	blk_close(old); /* unlocked already: the overlay's read lock stays */
+	log_info("disk %s: frozen; the VM goes on writing to %s", vb->path, vb->next_path);
+	free(vb->path);
+	vb->path = vb->next_path;
+	vb->next_path = NULL;
+	vblk_unlock(vdev);
+}
+
+void virtio_blk_overlay_abort(struct virtio_blk *vb)
+{
+	struct virtio_dev *vdev;
+
+	if (!vb->next)
+		return;
+	vdev = vblk_lock(vb);
+	vblk_overlay_drop(vb);
+	vblk_unlock(vdev);
+}
+
+const char *virtio_blk_path(const struct virtio_blk *vb)
+{
+	return vb->path;
+}
+
+const char *virtio_blk_format(const struct virtio_blk *vb)
+{
+	return vb->disk->drv->name;
+}
+
+bool virtio_blk_readonly(const struct virtio_blk *vb)
+{
+	return vb->readonly;
+}
+
+/* Append "key=" and s with commas doubled; false when it does not fit. */
+static bool vblk_put_escaped(char *buf, size_t len, size_t *at, const char *key, const char *s)
+{
+	int w = snprintf(buf + *at, len - *at, "%s%s=", *at ? "," : "", key);
+
+	if (w < 0 || (size_t)w >= len - *at)
+		return false;
+	*at += (size_t)w;
+	for (; *s; s++) {
+		size_t need = *s == ',' ? 2 : 1;
+
+		if (*at + need >= len)
+			return false;
+		buf[(*at)++] = *s;
+		if (*s == ',')
+			buf[(*at)++] = ',';
+	}
+	buf[*at] = '\0';
+	return true;
+}
+
+int virtio_blk_format_opts(const struct virtio_blk_opts *o, char *buf, size_t len)
+{
+	size_t at = 0;
+	char num[32];
+
+	if (!len)
+		return -ENAMETOOLONG;
+	buf[0] = '\0';
+	bool ok = vblk_put_escaped(buf, len, &at, "path", o->path);
+	if (ok && o->format_given)
+		ok = vblk_put_escaped(buf, len, &at, "format",
+		                      o->format == VIRTIO_BLK_FORMAT_QCOW2 ? "qcow2" : "raw");
+	if (ok && o->readonly)
+		ok = vblk_put_escaped(buf, len, &at, "readonly", "on");
+	if (ok && o->serial[0])
+		ok = vblk_put_escaped(buf, len, &at, "serial", o->serial);
+	if (ok && o->iops) {
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)o->iops);
+		ok = vblk_put_escaped(buf, len, &at, "iops", num);
+	}
+	if (ok && o->bps) {
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)o->bps);
+		ok = vblk_put_escaped(buf, len, &at, "bps", num);
+	}
+	if (ok && o->overlay)
+		ok = vblk_put_escaped(buf, len, &at, "overlay", "on");
+	return ok ? 0 : -ENAMETOOLONG;
 }

@@ -99,12 +99,14 @@ struct virtio_blk_dwz {
 
 enum virtio_blk_format { VIRTIO_BLK_FORMAT_RAW, VIRTIO_BLK_FORMAT_QCOW2 };
 
-/* `--disk path=P[,format=raw|qcow2][,readonly=on|off][,serial=S][,iops=N][,bps=N]` */
+/* `--disk path=P[,format=raw|qcow2][,readonly=on|off][,serial=S][,iops=N][,bps=N]
+ *         [,overlay=on|off]` */
 struct virtio_blk_opts {
 	char path[PATH_MAX];
 	enum virtio_blk_format format;
 	bool format_given; /* format= was given: nothing is probed */
 	bool readonly;
+	bool overlay; /* P is only read: the device runs on a new qcow2 overlay over it */
 	char serial[VIRTIO_BLK_ID_BYTES + 1];
 	uint64_t iops; /* 0: no limit (kept for the rate limiter) */
 	uint64_t bps;  /* 0: no limit */
@@ -129,7 +131,9 @@ void virtio_blk_get_stats(struct virtio_blk *vb, struct virtio_blk_stats *out);
  * would make it look like qcow2). */
 int virtio_blk_parse_opts(struct virtio_blk_opts *o, const char *arg, char *err, size_t errlen);
 /* Open and lock the image and make a device whose completions run on loop.
- * 0, or -errno with one line naming the image in err. */
+ * With overlay, the image is opened read-only as the backing file of a new
+ * overlay next to it (block/overlay.h), which the device runs on
+ * (virtio_blk_path names it). 0, or -errno with one line naming the image in err. */
 int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_opts *o,
                       struct evloop *loop, char *err, size_t errlen);
 /* Wait for in-flight I/O, unlock and close the image, free the device. */
@@ -137,6 +141,26 @@ void virtio_blk_destroy(struct virtio_blk *vb);
 /* Release (locked=false) or take back the image lock, the disk staying open
  * (live migration's switch-over). -ENOTSUP if the format cannot. */
 int virtio_blk_set_locked(struct virtio_blk *vb, bool locked);
+/* The --disk option value describing o (parsed or built), commas in values
+ * doubled; without format= when it was not given. 0 or -ENAMETOOLONG. */
+int virtio_blk_format_opts(const struct virtio_blk_opts *o, char *buf, size_t len);
+
+/* A live switch to a new qcow2 overlay (snapshots with disk_overlay), the VM
+ * paused, in two steps so that several disks switch all or none:
+ * prepare waits for the requests in flight, flushes the image, creates its
+ * overlay next to it (block/overlay.h) and opens it, the image handing its
+ * write lock to the overlay and keeping none; the device still runs on the
+ * image and nothing can reach it. Then commit (cannot fail) puts the device
+ * on the overlay and closes the image, now a frozen base; or abort deletes
+ * the overlay and takes the image's write lock back. prepare: 0, or -errno
+ * with one line in err and nothing changed (-EINVAL for a read-only disk). */
+int virtio_blk_overlay_prepare(struct virtio_blk *vb, char *err, size_t errlen);
+void virtio_blk_overlay_commit(struct virtio_blk *vb);
+void virtio_blk_overlay_abort(struct virtio_blk *vb);
+/* The image the device runs on (absolute once on an overlay); its driver's name. */
+const char *virtio_blk_path(const struct virtio_blk *vb);
+const char *virtio_blk_format(const struct virtio_blk *vb);
+bool virtio_blk_readonly(const struct virtio_blk *vb);
 /* Capacity in 512-byte sectors. */
 uint64_t virtio_blk_capacity(const struct virtio_blk *vb);
 /* Requests taken from the queue whose status has not been written yet. */

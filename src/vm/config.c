@@ -13,10 +13,12 @@ void config_usage(void *stream)
 	fputs("usage: cvisor run --kernel PATH [--initrd PATH] [--cmdline STR]\n"
 	      "                  [--cpus N] [--memory SIZE] [--name NAME]\n"
 	      "                  [--serial stdio|file=PATH|socket=PATH|none]\n"
-	      "                  [--disk path=P[,readonly=on][,serial=S]]... [--rng[=bps=N]]\n"
+	      "                  [--disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,overlay=on]]...\n"
+	      "                  [--rng[=bps=N]]\n"
 	      "                  [--net tap=NAME[,mac=MAC]]... [--console virtio]\n"
 	      "                  [--balloon[=target=SIZE]] [--vsock cid=N]\n"
-	      "                  [--api-socket PATH] [--on-reboot restart|exit] [--verbose]\n",
+	      "                  [--api-socket PATH] [--on-reboot restart|exit] [--verbose]\n"
+	      "                  [--restore DIR] [--incoming tcp:HOST:PORT [--migrate-key-file PATH]]\n",
 	      (FILE *)stream);
 }
 
@@ -100,7 +102,8 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 		static const char *const known[] = { "--kernel", "--initrd", "--cmdline", "--name",
 			                             "--cpus", "--memory", "--serial", "--on-reboot",
 			                             "--disk", "--net", "--console", "--vsock",
-			                             "--api-socket", "--restore", "--incoming", NULL };
+			                             "--api-socket", "--restore", "--incoming",
+			                             "--migrate-key-file", NULL };
 		int k = 0;
 		while (known[k] && strcmp(opt, known[k]))
 			k++;
@@ -136,6 +139,8 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, char *err, si
 			cfg->console_virtio = true;
 		} else if (!strcmp(opt, "--incoming")) {
 			cfg->incoming = val;
+		} else if (!strcmp(opt, "--migrate-key-file")) {
+			cfg->migrate_key_file = val;
 		} else if (!strcmp(opt, "--restore")) {
 			cfg->restore_dir = val;
 		} else if (!strcmp(opt, "--vsock")) {

@@ -43,6 +43,7 @@ struct vm_config {
 	const char *restore_dir;  /* --restore DIR: boot from a snapshot instead of a kernel */
 	struct snapshot_file *restore; /* opened by the caller when restore_dir is set */
 	const char *incoming;          /* --incoming tcp:HOST:PORT: receive a live migration */
+	const char *migrate_key_file;  /* --migrate-key-file PATH: its pre-shared key, or NULL */
 	int argc;                 /* the options as given (kept in snapshots) */
 	char **argv;
 	const char *api_socket;   /* --api-socket PATH or NULL (no API) */

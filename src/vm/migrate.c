@@ -1,14 +1,17 @@
 /* Pre-copy live migration.
  *
- * Source: a migration thread connects, sends the options, turns on KVM's dirty
- * log and copies RAM in passes (first everything that is not zero, then what
- * the vCPUs dirtied) until what is left fits the downtime budget; if passes
- * stop shrinking it throttles the vCPUs step by step (auto-converge). Then
- * the main thread (which owns the devices) pauses the VM, drains disk I/O,
- * sends the last dirty pages plus every page a device may have written,
- * releases the image locks and sends the state. The destination loads it,
- * takes the locks and answers; on 'A' the source exits 0, on anything else
- * it takes its locks back and resumes as if nothing happened. */
+ * Source: a migration thread connects, exchanges hellos (and with a key, a
+ * session key: migrate_stream.c), sends the options and waits for the
+ * destination's go. It turns on KVM's dirty log and copies RAM in passes
+ * (first everything that is not zero, then what the vCPUs dirtied), under the
+ * bandwidth cap if there is one, until what is left fits the downtime budget;
+ * if passes stop shrinking it throttles the vCPUs step by step
+ * (auto-converge). Then the main thread (which owns the devices) pauses the
+ * VM, drains disk I/O, sends the last dirty pages plus every page a device
+ * may have written, releases the image locks and sends the state. The
+ * destination loads it, takes the locks and answers; on 'A' the source exits
+ * 0, on anything else it takes its locks back and resumes as if nothing
+ * happened. */
 #include "vm/migrate.h"
 
 #include <errno.h>
@@ -22,28 +25,27 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 
 #include "arch/x86/layout.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
 #include "virtio/blk.h"
+#include "virtio/vsock.h"
+#include "vm/migrate_stream.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 #include "vm/vm_internal.h"
 
-#define MAGIC "CVMIGR\r\n"
-#define STREAM_VERSION 1
-#define SEC_CONFIG 1
-#define SEC_RAM 2
-#define SEC_STATE 3
-#define SEC_DONE 4
-#define REC_ZERO 1ULL
-#define PAGE 4096ULL
-#define BATCH 256 /* pages per RAM section */
-#define MAX_SECTION (256ULL << 20)
+#define PAGE MS_PAGE
+#define IO_TIMEOUT_S 120      /* a peer silent this long is gone */
+#define GO_TIMEOUT_MS 30000   /* the destination's go after the configuration */
+#define DONE_TIMEOUT_MS 60000 /* its answer after the state */
+#define KICK_NS 10000000ULL   /* throttled vCPUs leave KVM_RUN this often */
 
 enum mig_state { MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED };
 
@@ -51,60 +53,28 @@ struct migration {
 	struct vm *vm;
 	pthread_t thread;
 	bool thread_started;
-	int fd;
-	int final_fd; /* thread -> main loop: do the switch-over */
+	struct mstream s; /* the connection; s.fd is -1 until connected */
+	int final_fd;     /* thread -> main loop: do the switch-over */
 	char to[256];
 	uint64_t max_downtime_ms;
+	bool compress;
+	uint64_t max_bandwidth_mbps; /* 0: no cap */
+	struct ratelimit cap;        /* bytes on the wire per second (thread only) */
+	uint64_t last_kick_ns;
+	uint8_t psk[MS_KEY_MAX]; /* wiped after the handshake */
+	size_t psklen;           /* 0: no key */
 	_Atomic int cancel;
 	_Atomic int state;
 	pthread_mutex_t lock; /* the stats below */
 	char error[256];
 	unsigned pass;
-	uint64_t dirty_pages, remaining_pages, sent_bytes;
+	uint64_t dirty_pages, remaining_pages, transferred_bytes;
 	double bandwidth; /* bytes/s of the last pass */
 	uint64_t expected_downtime_ms, total_ms, downtime_ms;
+	unsigned max_throttle_pct;
 	uint64_t t0;
 	uint64_t *bitmaps[MEM_MAX_REGIONS];
 };
-
-static int send_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EPIPE;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int recv_all(int fd, void *p, size_t n)
-{
-	uint8_t *b = p;
-	while (n) {
-		ssize_t r = recv(fd, b, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -ECONNRESET;
-		b += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static int send_section(int fd, uint32_t type, const void *p, uint64_t len)
-{
-	uint8_t hdr[12];
-	memcpy(hdr, &type, 4);
-	memcpy(hdr + 4, &len, 8);
-	int rc = send_all(fd, hdr, sizeof(hdr));
-	return rc ? rc : send_all(fd, p, len);
-}
 
 /* "tcp:HOST:PORT" -> host, port */
 static int parse_addr(const char *a, char *host, size_t hl, char *port, size_t pl)
@@ -125,17 +95,132 @@ static int parse_addr(const char *a, char *host, size_t hl, char *port, size_t p
 	return 0;
 }
 
+/* Both directions of a connection give up after IO_TIMEOUT_S of silence. */
+static void set_timeouts(int fd)
+{
+	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static void set_error_msg(struct migration *mg, const char *msg)
+{
+	pthread_mutex_lock(&mg->lock);
+	if (!mg->error[0])
+		snprintf(mg->error, sizeof(mg->error), "%s", msg);
+	pthread_mutex_unlock(&mg->lock);
+}
+
+static void set_error(struct migration *mg, const char *what, int rc)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s: %s", what, strerror(-rc));
+	set_error_msg(mg, msg);
+}
+
+/* One line for an answer that is not the one we waited for. */
+static void answer_error(int code, const char *reason, char *err, size_t errlen)
+{
+	if (code == 'N')
+		snprintf(err, errlen, "the destination refused: %s", reason[0] ? reason : "(no reason)");
+	else if (code == -EBADMSG)
+		snprintf(err, errlen, "the destination's answer does not authenticate: the keys differ%s%s",
+		         reason[0] ? "; it said: " : "", reason);
+	else if (code == -ETIMEDOUT)
+		snprintf(err, errlen, "the destination did not answer");
+	else if (code == -ECONNRESET)
+		snprintf(err, errlen, "the destination closed the connection");
+	else if (code == -EPROTO || code > 0)
+		snprintf(err, errlen, "the destination answered out of turn");
+	else
+		snprintf(err, errlen, "waiting for the destination: %s", strerror(-code));
+}
+
+/* The stream broke while sending: report the destination's refusal when it
+ * sent one (it may stop reading at any time, saying why), else what broke. */
+static void fail_stream(struct migration *mg, const char *what, int rc)
+{
+	char reason[200], msg[256];
+	if (rc != -ECANCELED && !atomic_load(&mg->cancel) && mg->s.fd >= 0) {
+		int code = mstream_recv_answer(&mg->s, 1000, reason, sizeof(reason));
+		if (code == 'N' || code == -EBADMSG) {
+			answer_error(code, reason, msg, sizeof(msg));
+			set_error_msg(mg, msg);
+			return;
+		}
+	}
+	set_error(mg, rc == -ECANCELED ? "cancelled" : what, rc);
+}
+
+static void kick_vcpus(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		if (vm->vcpus[i].started)
+			pthread_kill(vm->vcpus[i].thread, SIGUSR1);
+	}
+}
+
+/* Throttled vCPUs only sleep when they leave KVM_RUN: kick them every 10 ms. */
+static void kick_throttled(struct migration *mg)
+{
+	uint64_t now = ratelimit_now_ns();
+	if (!atomic_load(&mg->vm->throttle_pct) || now - mg->last_kick_ns < KICK_NS)
+		return;
+	mg->last_kick_ns = now;
+	kick_vcpus(mg->vm);
+}
+
+/* The bandwidth cap: after `bytes` went out, wait until the bucket has paid
+ * for them (in 10 ms steps, kicking throttled vCPUs meanwhile). */
+static int pace(struct migration *mg, uint64_t bytes)
+{
+	uint64_t wait;
+	while (!ratelimit_charge(&mg->cap, bytes, &wait)) {
+		if (atomic_load(&mg->cancel))
+			return -ECANCELED;
+		if (wait > KICK_NS)
+			wait = KICK_NS;
+		struct timespec ts = { 0, (long)wait };
+		nanosleep(&ts, NULL);
+		kick_throttled(mg);
+	}
+	kick_throttled(mg);
+	return 0;
+}
+
+/* Send one RAM section; while the guest runs (paced), also keep to the cap and
+ * notice a destination that refused mid-way. */
+static int send_batch(struct migration *mg, const uint8_t *buf, size_t len, uint32_t records,
+                      uint32_t pages, bool paced)
+{
+	uint64_t before = mg->s.bytes_out;
+	int rc = mstream_send_ram(&mg->s, buf, len, records, pages, mg->compress);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&mg->lock);
+	mg->transferred_bytes = mg->s.bytes_out;
+	pthread_mutex_unlock(&mg->lock);
+	if (atomic_load(&mg->cancel))
+		return -ECANCELED;
+	if (!paced)
+		return 0;
+	struct pollfd p = { .fd = mg->s.fd, .events = POLLIN };
+	if (poll(&p, 1, 0) > 0)
+		return -ECONNABORTED; /* the destination said something: only a refusal can come now */
+	return pace(mg, mg->s.bytes_out - before);
+}
+
 /* Pages of region i whose bit is set in bm (or all non-zero pages if bm is NULL). */
 static int send_pages(struct migration *mg, int i, const uint64_t *bm, const uint64_t *extra,
-                      uint64_t *count)
+                      uint64_t *count, bool paced)
 {
 	const struct guest_mem *m = &mg->vm->mem;
 	const struct mem_region *r = &m->regions[i];
 	uint64_t npages = r->len / PAGE, base = (uint64_t)(r->hva - m->base);
 	static const uint8_t zero[PAGE];
-	uint8_t *buf = malloc(BATCH * (8 + PAGE));
+	uint8_t *buf = malloc(MS_RAM_MAX);
 	size_t used = 0;
-	unsigned n = 0;
+	uint32_t n = 0, data = 0;
 	int rc = 0;
 
 	if (!buf)
@@ -151,30 +236,25 @@ static int send_pages(struct migration *mg, int i, const uint64_t *bm, const uin
 		bool isz = !memcmp(src, zero, PAGE);
 		if (isz && !bm && !extra)
 			continue; /* first pass: the destination starts zeroed */
-		uint64_t rec = off | (isz ? REC_ZERO : 0);
+		uint64_t rec = off | (isz ? MS_REC_ZERO : 0);
 		memcpy(buf + used, &rec, 8);
 		used += 8;
 		if (!isz) {
 			memcpy(buf + used, src, PAGE);
 			used += PAGE;
+			data++;
 		}
 		(*count)++;
-		if (++n == BATCH) {
-			if ((rc = send_section(mg->fd, SEC_RAM, buf, used)))
+		if (++n == MS_BATCH) {
+			if ((rc = send_batch(mg, buf, used, n, data, paced)))
 				goto out;
-			mg->sent_bytes += used;
 			used = 0;
 			n = 0;
-			if (atomic_load(&mg->cancel)) {
-				rc = -ECANCELED;
-				goto out;
-			}
+			data = 0;
 		}
 	}
-	if (used) {
-		rc = send_section(mg->fd, SEC_RAM, buf, used);
-		mg->sent_bytes += used;
-	}
+	if (used)
+		rc = send_batch(mg, buf, used, n, data, paced);
 out:
 	free(buf);
 	return rc;
@@ -201,6 +281,8 @@ static int fetch_dirty(struct migration *mg, uint64_t *total, bool merge)
 		if (!tmp)
 			return -ENOMEM;
 		int rc = kvm_vm_get_dirty_log(&vm->kvm, (uint32_t)i, tmp);
+		/* plus what vhost (vsock) wrote: its log is indexed by guest-physical page */
+		virtio_vsock_log_collect(vm->vsock, vm->mem.regions[i].gpa, vm->mem.regions[i].len, tmp);
 		if (merge) {
 			for (uint64_t w = 0; w < words; w++)
 				mg->bitmaps[i][w] |= tmp[w];
@@ -213,14 +295,6 @@ static int fetch_dirty(struct migration *mg, uint64_t *total, bool merge)
 	return 0;
 }
 
-static void set_error(struct migration *mg, const char *what, int rc)
-{
-	pthread_mutex_lock(&mg->lock);
-	if (!mg->error[0])
-		snprintf(mg->error, sizeof(mg->error), "%s: %s", what, strerror(-rc));
-	pthread_mutex_unlock(&mg->lock);
-}
-
 static void dirty_logging(struct vm *vm, bool on)
 {
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
@@ -228,50 +302,84 @@ static void dirty_logging(struct vm *vm, bool on)
 		if (kvm_vm_set_dirty_log(&vm->kvm, (uint32_t)i, r->gpa, r->len, r->hva, on) < 0)
 			log_warn("migration: cannot turn dirty logging %s", on ? "on" : "off");
 	}
+	if (on)
+		virtio_vsock_log_start(vm->vsock); /* vhost writes guest memory too */
+	else
+		virtio_vsock_log_stop(vm->vsock);
 }
 
-static void kick_vcpus(struct vm *vm)
+/* Resolve, connect, hellos, configuration, the destination's go. */
+static int open_stream(struct migration *mg)
 {
-	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
-		if (vm->vcpus[i].started)
-			pthread_kill(vm->vcpus[i].thread, SIGUSR1);
+	char host[200], port[32], err[256], reason[200];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	int rc;
+
+	parse_addr(mg->to, host, sizeof(host), port, sizeof(port));
+	if (getaddrinfo(host, port, &hints, &ai) != 0) {
+		set_error(mg, "cannot resolve the destination", -EHOSTUNREACH);
+		return -EHOSTUNREACH;
 	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		rc = -errno;
+		set_error(mg, "cannot connect to the destination", rc);
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return rc;
+	}
+	freeaddrinfo(ai);
+	set_timeouts(fd);
+	mstream_init(&mg->s, fd, MS_SOURCE);
+	rc = mstream_handshake(&mg->s, mg->psklen ? mg->psk : NULL, mg->psklen, err, sizeof(err));
+	OPENSSL_cleanse(mg->psk, sizeof(mg->psk));
+	if (rc) {
+		set_error_msg(mg, err);
+		return rc;
+	}
+	struct sbuf b = { 0 };
+	snapshot_put_args(mg->vm, &b);
+	sbuf_put_u64(&b, mg->vm->mem.size);
+	rc = b.err ? b.err : mstream_send(&mg->s, MS_CONFIG, b.data, b.len);
+	sbuf_free(&b);
+	if (rc) {
+		fail_stream(mg, "sending the configuration", rc);
+		return rc;
+	}
+	int code = mstream_recv_answer(&mg->s, GO_TIMEOUT_MS, reason, sizeof(reason));
+	if (code != 'G') {
+		answer_error(code, reason, err, sizeof(err));
+		set_error_msg(mg, err);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* Auto-converge: a pass that did not shrink the dirty set slows the guest more. */
+static void throttle_more(struct migration *mg, uint64_t dirty)
+{
+	struct vm *vm = mg->vm;
+	unsigned pct = atomic_load(&vm->throttle_pct);
+	pct = pct ? pct + 20 : 30;
+	pct = pct > 95 ? 95 : pct;
+	atomic_store(&vm->throttle_pct, pct);
+	pthread_mutex_lock(&mg->lock);
+	if (pct > mg->max_throttle_pct)
+		mg->max_throttle_pct = pct;
+	pthread_mutex_unlock(&mg->lock);
+	log_info("migration: not converging (%llu dirty pages); throttling vCPUs to %u%%",
+	         (unsigned long long)dirty, 100 - pct);
 }
 
 static void *migrate_thread(void *arg)
 {
 	struct migration *mg = arg;
 	struct vm *vm = mg->vm;
-	char host[200], port[32];
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
 	int rc;
 
-	parse_addr(mg->to, host, sizeof(host), port, sizeof(port));
-	if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0) {
-		set_error(mg, "cannot resolve the destination", -EHOSTUNREACH);
+	if ((rc = open_stream(mg)))
 		goto fail;
-	}
-	mg->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (mg->fd < 0 || connect(mg->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		set_error(mg, "cannot connect to the destination", -errno);
-		goto fail;
-	}
-	/* header + options + memory size */
-	struct sbuf b = { 0 };
-	uint8_t hdr[8 + 4 + 16] = { 0 };
-	memcpy(hdr, MAGIC, 8);
-	hdr[8] = STREAM_VERSION;
-	memcpy(hdr + 12, "cvisor 0.1.0", 12);
-	snapshot_put_args(vm, &b);
-	sbuf_put_u64(&b, vm->mem.size);
-	rc = b.err ? b.err : send_all(mg->fd, hdr, sizeof(hdr));
-	if (!rc)
-		rc = send_section(mg->fd, SEC_CONFIG, b.data, b.len);
-	sbuf_free(&b);
-	if (rc) {
-		set_error(mg, "sending the configuration", rc);
-		goto fail;
-	}
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
 		mg->bitmaps[i] = calloc((vm->mem.regions[i].len / PAGE + 63) / 64, 8);
 		if (!mg->bitmaps[i]) {
@@ -282,7 +390,7 @@ static void *migrate_thread(void *arg)
 	dirty_logging(vm, true);
 	uint64_t sent = 0, prev_dirty = UINT64_MAX, t = ratelimit_now_ns();
 	for (int i = 0; i < vm->mem.nr_regions && !rc; i++)
-		rc = send_pages(mg, i, NULL, NULL, &sent);
+		rc = send_pages(mg, i, NULL, NULL, &sent, true);
 	for (unsigned pass = 1; !rc; pass++) {
 		uint64_t now = ratelimit_now_ns(), dirty;
 		double secs = (now - t) / 1e9;
@@ -306,50 +414,92 @@ static void *migrate_thread(void *arg)
 		if (expect <= mg->max_downtime_ms || dirty < 32) {
 			/* converged: the main thread does the switch-over with these pages */
 			uint64_t one = 1;
-			if (write(mg->final_fd, &one, 8) < 0)
+			if (write(mg->final_fd, &one, 8) < 0) {
 				rc = -errno;
-			goto out_keep;
+				break;
+			}
+			return NULL;
 		}
-		/* auto-converge: if a pass did not shrink the dirty set, slow the guest */
-		if (pass >= 3 && dirty * 10 > prev_dirty * 9) {
-			unsigned pct = atomic_load(&vm->throttle_pct);
-			pct = pct ? pct + 20 : 30;
-			atomic_store(&vm->throttle_pct, pct > 95 ? 95 : pct);
-			log_info("migration: not converging (%llu dirty pages); throttling vCPUs to %u%%",
-			         (unsigned long long)dirty, 100 - atomic_load(&vm->throttle_pct));
-		}
+		if (pass >= 3 && dirty * 10 > prev_dirty * 9)
+			throttle_more(mg, dirty);
 		prev_dirty = dirty;
 		t = ratelimit_now_ns();
 		sent = 0;
 		for (int i = 0; i < vm->mem.nr_regions && !rc; i++)
-			rc = send_pages(mg, i, mg->bitmaps[i], NULL, &sent);
+			rc = send_pages(mg, i, mg->bitmaps[i], NULL, &sent, true);
 		if (atomic_load(&vm->throttle_pct))
 			kick_vcpus(vm); /* throttled vCPUs must leave KVM_RUN to sleep */
 	}
-	set_error(mg, rc == -ECANCELED ? "cancelled" : "sending memory", rc);
+	fail_stream(mg, "sending memory", rc);
+	dirty_logging(vm, false);
 fail:
+	if (atomic_load(&mg->cancel)) { /* whatever broke, it broke because of the cancel */
+		pthread_mutex_lock(&mg->lock);
+		snprintf(mg->error, sizeof(mg->error), "cancelled");
+		pthread_mutex_unlock(&mg->lock);
+	}
 	atomic_store(&mg->state, atomic_load(&mg->cancel) ? MIG_CANCELLED : MIG_FAILED);
 	atomic_store(&vm->throttle_pct, 0);
-	dirty_logging(vm, false);
-	if (mg->fd >= 0) {
-		close(mg->fd);
-		mg->fd = -1;
-	}
-out_keep:
-	if (ai)
-		freeaddrinfo(ai);
+	mstream_close(&mg->s);
 	return NULL;
 }
 
-/* Main thread: pause, last pages, state, hand-over. */
+/* Main thread, VM paused: the last pages, the state, DONE; 0 once the
+ * destination answered 'A'. */
+static int switch_over(struct migration *mg, bool *unlocked, char *err, size_t errlen)
+{
+	struct vm *vm = mg->vm;
+	uint64_t sent = 0, dirty;
+	char reason[200];
+	uint64_t t0 = ratelimit_now_ns();
+
+	uint64_t *dev = atomic_load(&vm->mem.dev_dirty);
+	int rc = fetch_dirty(mg, &dirty, true); /* plus what the last pass found */
+	for (int i = 0; i < vm->mem.nr_regions && !rc; i++)
+		rc = send_pages(mg, i, mg->bitmaps[i], dev, &sent, false);
+	if (rc) {
+		snprintf(err, errlen, "sending the last pages: %s", strerror(-rc));
+		return rc;
+	}
+	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
+		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], false) < 0) {
+			snprintf(err, errlen, "disk %u cannot hand its lock over", i);
+			return -EIO;
+		}
+	}
+	*unlocked = true;
+	uint64_t t_pages = ratelimit_now_ns();
+	struct sbuf st = { 0 };
+	if ((rc = snapshot_build_state(vm, &st, err, errlen)))
+		return rc;
+	uint64_t t_state = ratelimit_now_ns();
+	rc = mstream_send(&mg->s, MS_STATE, st.data, st.len);
+	sbuf_free(&st);
+	if (!rc)
+		rc = mstream_send(&mg->s, MS_DONE, "", 0);
+	if (rc) {
+		snprintf(err, errlen, "sending the state: %s", strerror(-rc));
+		return rc;
+	}
+	int code = mstream_recv_answer(&mg->s, DONE_TIMEOUT_MS, reason, sizeof(reason));
+	if (code != 'A') {
+		answer_error(code, reason, err, errlen);
+		return -EPROTO;
+	}
+	log_debug("migration switch-over: last %llu pages %.1f ms, state %.1f ms, destination %.1f ms",
+	          (unsigned long long)sent, (t_pages - t0) / 1e6, (t_state - t_pages) / 1e6,
+	          (ratelimit_now_ns() - t_state) / 1e6);
+	return 0;
+}
+
+/* Main thread: pause, switch over, hand over (or resume). */
 static void migrate_final(void *opaque, uint32_t events)
 {
 	struct migration *mg = opaque;
 	struct vm *vm = mg->vm;
-	uint64_t v, sent = 0, dirty;
+	uint64_t v;
 	char err[256] = "";
 	bool unlocked = false;
-	int rc;
 	(void)events;
 
 	if (read(mg->final_fd, &v, 8) < 0)
@@ -360,75 +510,39 @@ static void migrate_final(void *opaque, uint32_t events)
 	atomic_store(&vm->throttle_pct, 0);
 	vm_pause(vm);
 	vm_drain_io(vm);
-	uint64_t t_paused = ratelimit_now_ns();
-	uint64_t *dev = atomic_load(&vm->mem.dev_dirty);
-	rc = fetch_dirty(mg, &dirty, true); /* plus what the last pass found */
-	for (int i = 0; i < vm->mem.nr_regions && !rc; i++)
-		rc = send_pages(mg, i, mg->bitmaps[i], dev, &sent);
-	if (rc) {
-		snprintf(err, sizeof(err), "sending the last pages: %s", strerror(-rc));
+	virtio_vsock_quiesce(vm->vsock); /* vhost stops; the final dirty-log fetch has all it wrote */
+	log_debug("migration switch-over: pause+drain %.1f ms", (ratelimit_now_ns() - t0) / 1e6);
+	if (switch_over(mg, &unlocked, err, sizeof(err)))
 		goto fail;
-	}
-	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
-		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], false) < 0) {
-			snprintf(err, sizeof(err), "disk %u cannot hand its lock over", i);
-			goto fail;
-		}
-	}
-	unlocked = true;
-	uint64_t t_pages = ratelimit_now_ns();
-	struct sbuf st = { 0 };
-	if ((rc = snapshot_build_state(vm, &st, err, sizeof(err))))
-		goto fail;
-	uint64_t t_state = ratelimit_now_ns();
-	rc = send_section(mg->fd, SEC_STATE, st.data, st.len);
-	sbuf_free(&st);
-	if (!rc)
-		rc = send_section(mg->fd, SEC_DONE, "", 0);
-	if (rc) {
-		snprintf(err, sizeof(err), "sending the state: %s", strerror(-rc));
-		goto fail;
-	}
-	struct pollfd p = { .fd = mg->fd, .events = POLLIN };
-	char answer[200] = "";
-	ssize_t n = poll(&p, 1, 60000) == 1 ? recv(mg->fd, answer, sizeof(answer) - 1, 0) : -1;
-	if (n < 1 || answer[0] != 'A') {
-		snprintf(err, sizeof(err), "the destination did not take over%s%s",
-		         n > 1 ? ": " : "", n > 1 ? answer + 1 : "");
-		goto fail;
-	}
-	uint64_t t_ack = ratelimit_now_ns();
-	log_debug("migration switch-over: pause+drain %.1f ms, last %llu pages %.1f ms, state %.1f ms, "
-	          "destination %.1f ms", (t_paused - t0) / 1e6, (unsigned long long)sent,
-	          (t_pages - t_paused) / 1e6, (t_state - t_pages) / 1e6, (t_ack - t_state) / 1e6);
 	pthread_mutex_lock(&mg->lock);
 	mg->downtime_ms = (ratelimit_now_ns() - t0) / 1000000;
 	mg->total_ms = (ratelimit_now_ns() - mg->t0) / 1000000;
+	mg->transferred_bytes = mg->s.bytes_out;
 	pthread_mutex_unlock(&mg->lock);
 	atomic_store(&mg->state, MIG_COMPLETED);
-	log_info("migrated to %s: %u passes, total %llu ms, downtime %llu ms", mg->to, mg->pass,
-	         (unsigned long long)mg->total_ms, (unsigned long long)mg->downtime_ms);
+	log_info("migrated to %s: %u passes, total %llu ms, downtime %llu ms, %.1f MB sent%s%s, "
+	         "auto-converge %u%%", mg->to, mg->pass, (unsigned long long)mg->total_ms,
+	         (unsigned long long)mg->downtime_ms, mg->transferred_bytes / 1e6,
+	         mg->compress ? ", zstd" : "", mg->s.keyed ? ", authenticated" : "",
+	         mg->max_throttle_pct);
 	dirty_logging(vm, false);
 	vm_request_migrated(vm);
 	return;
 fail:
 	log_warn("migration failed: %s; the VM goes on here", err);
-	pthread_mutex_lock(&mg->lock);
-	snprintf(mg->error, sizeof(mg->error), "%s", err);
-	pthread_mutex_unlock(&mg->lock);
+	set_error_msg(mg, err);
 	for (unsigned i = 0; unlocked && i < CONFIG_MAX_DISKS; i++) {
 		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], true) < 0)
 			log_error("disk %u: cannot take the image lock back: another process took it", i);
 	}
 	atomic_store(&mg->state, MIG_FAILED);
 	dirty_logging(vm, false);
-	close(mg->fd);
-	mg->fd = -1;
+	mstream_close(&mg->s);
+	virtio_vsock_unquiesce(vm->vsock); /* it kept its CID: connections go on */
 	vm_resume(vm);
 }
 
-int vm_migrate_start(struct vm *vm, const char *to, uint64_t max_downtime_ms, char *err,
-                     size_t errlen)
+static int check_params(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen)
 {
 	char host[200], port[32];
 	struct migration *mg = vm->migration;
@@ -437,26 +551,46 @@ int vm_migrate_start(struct vm *vm, const char *to, uint64_t max_downtime_ms, ch
 		snprintf(err, errlen, "a migration is already running");
 		return -EBUSY;
 	}
-	if (parse_addr(to, host, sizeof(host), port, sizeof(port)) < 0) {
-		snprintf(err, errlen, "'%s' is not tcp:HOST:PORT", to);
+	if (parse_addr(p->to, host, sizeof(host), port, sizeof(port)) < 0) {
+		snprintf(err, errlen, "'%s' is not tcp:HOST:PORT", p->to);
 		return -EINVAL;
 	}
-	if (vm->vsock) {
-		snprintf(err, errlen, "a VM with vsock cannot be migrated yet (vhost writes memory unseen)");
-		return -ENOTSUP;
+	if (p->max_bandwidth_mbps > MIGRATE_MAX_BANDWIDTH_MBPS) {
+		snprintf(err, errlen, "max_bandwidth_mbps: at most %llu MB/s",
+		         (unsigned long long)MIGRATE_MAX_BANDWIDTH_MBPS);
+		return -EINVAL;
 	}
 	if (vm_is_paused(vm)) {
 		snprintf(err, errlen, "the VM is paused: resume it first");
 		return -EBUSY;
 	}
-	vm_migrate_destroy(vm);
+	return 0;
+}
+
+int vm_migrate_start(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen)
+{
+	struct migration *mg;
+	int rc;
+
+	if ((rc = check_params(vm, p, err, errlen)))
+		return rc;
 	mg = calloc(1, sizeof(*mg));
 	if (!mg)
 		return -ENOMEM;
+	/* the key is read here, so that a bad key file is the request's error */
+	if (p->key_file && (rc = mstream_key_load(p->key_file, mg->psk, &mg->psklen, err, errlen))) {
+		free(mg);
+		return rc == -ENOMEM ? rc : -EINVAL;
+	}
+	vm_migrate_destroy(vm);
 	mg->vm = vm;
-	mg->fd = -1;
-	snprintf(mg->to, sizeof(mg->to), "%s", to);
-	mg->max_downtime_ms = max_downtime_ms ? max_downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+	mstream_init(&mg->s, -1, MS_SOURCE);
+	snprintf(mg->to, sizeof(mg->to), "%s", p->to);
+	mg->max_downtime_ms = p->max_downtime_ms ? p->max_downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+	mg->compress = p->compress;
+	mg->max_bandwidth_mbps = p->max_bandwidth_mbps;
+	uint64_t rate = p->max_bandwidth_mbps * 1000000;
+	ratelimit_init(&mg->cap, rate, rate / 10); /* bursts of 100 ms at most */
 	mg->t0 = ratelimit_now_ns();
 	pthread_mutex_init(&mg->lock, NULL);
 	mg->final_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -466,6 +600,7 @@ int vm_migrate_start(struct vm *vm, const char *to, uint64_t max_downtime_ms, ch
 		free(dev);
 		if (mg->final_fd >= 0)
 			close(mg->final_fd);
+		OPENSSL_cleanse(mg->psk, sizeof(mg->psk));
 		free(mg);
 		snprintf(err, errlen, "cannot set up the migration");
 		return -ENOMEM;
@@ -479,7 +614,9 @@ int vm_migrate_start(struct vm *vm, const char *to, uint64_t max_downtime_ms, ch
 		return -EAGAIN;
 	}
 	mg->thread_started = true;
-	log_info("migrating to %s (downtime budget %llu ms)", to, (unsigned long long)mg->max_downtime_ms);
+	log_info("migrating to %s (downtime budget %llu ms%s%s%s)", p->to,
+	         (unsigned long long)mg->max_downtime_ms, mg->psklen ? ", authenticated" : "",
+	         mg->compress ? ", zstd" : "", rate ? ", bandwidth capped" : "");
 	return 0;
 }
 
@@ -489,8 +626,8 @@ int vm_migrate_cancel(struct vm *vm)
 	if (!mg || atomic_load(&mg->state) != MIG_ACTIVE)
 		return -EALREADY;
 	atomic_store(&mg->cancel, 1);
-	if (mg->fd >= 0)
-		shutdown(mg->fd, SHUT_RDWR); /* unblock a send in progress */
+	if (mg->s.fd >= 0)
+		shutdown(mg->s.fd, SHUT_RDWR); /* unblock a send in progress */
 	return 0;
 }
 
@@ -507,9 +644,15 @@ void vm_migrate_info(struct vm *vm, struct json_object *out)
 	json_object_object_add(o, "pass", json_object_new_int((int)mg->pass));
 	json_object_object_add(o, "dirty_pages", json_object_new_int64((int64_t)mg->dirty_pages));
 	json_object_object_add(o, "remaining_bytes", json_object_new_int64((int64_t)(mg->remaining_pages * PAGE)));
+	json_object_object_add(o, "transferred_bytes", json_object_new_int64((int64_t)mg->transferred_bytes));
 	json_object_object_add(o, "bandwidth_mbps", json_object_new_double(mg->bandwidth / 1e6));
+	json_object_object_add(o, "max_bandwidth_mbps", json_object_new_int64((int64_t)mg->max_bandwidth_mbps));
+	json_object_object_add(o, "compress", json_object_new_string(mg->compress ? "zstd" : "none"));
+	json_object_object_add(o, "authenticated", json_object_new_boolean(mg->psklen > 0));
 	json_object_object_add(o, "expected_downtime_ms", json_object_new_int64((int64_t)mg->expected_downtime_ms));
 	json_object_object_add(o, "throttle_pct", json_object_new_int((int)atomic_load(&vm->throttle_pct)));
+	json_object_object_add(o, "auto_converge", json_object_new_boolean(mg->max_throttle_pct > 0));
+	json_object_object_add(o, "max_throttle_pct", json_object_new_int((int)mg->max_throttle_pct));
 	json_object_object_add(o, "downtime_ms", json_object_new_int64((int64_t)mg->downtime_ms));
 	json_object_object_add(o, "total_ms", json_object_new_int64((int64_t)mg->total_ms));
 	if (mg->error[0])
@@ -524,42 +667,23 @@ void vm_migrate_destroy(struct vm *vm)
 	if (!mg)
 		return;
 	atomic_store(&mg->cancel, 1);
-	if (mg->fd >= 0)
-		shutdown(mg->fd, SHUT_RDWR);
+	if (mg->s.fd >= 0)
+		shutdown(mg->s.fd, SHUT_RDWR);
 	if (mg->thread_started)
 		pthread_join(mg->thread, NULL);
 	evloop_del(vm->loop, mg->final_fd);
 	close(mg->final_fd);
-	if (mg->fd >= 0)
-		close(mg->fd);
+	mstream_close(&mg->s);
+	OPENSSL_cleanse(mg->psk, sizeof(mg->psk));
 	for (int i = 0; i < MEM_MAX_REGIONS; i++)
 		free(mg->bitmaps[i]);
 	free(atomic_exchange(&vm->mem.dev_dirty, NULL));
+	pthread_mutex_destroy(&mg->lock);
 	free(mg);
 	vm->migration = NULL;
 }
 
 /* ------------------------------------------------------------------ destination */
-
-static int read_section(int fd, uint32_t *type, uint8_t **data, uint64_t *len, uint64_t max)
-{
-	uint8_t hdr[12];
-	int rc = recv_all(fd, hdr, sizeof(hdr));
-	if (rc)
-		return rc;
-	memcpy(type, hdr, 4);
-	memcpy(len, hdr + 4, 8);
-	if (*len > max)
-		return -EMSGSIZE;
-	*data = malloc(*len ? *len : 1);
-	if (!*data)
-		return -ENOMEM;
-	if ((rc = recv_all(fd, *data, *len))) {
-		free(*data);
-		*data = NULL;
-	}
-	return rc;
-}
 
 static int listen_tcp(const char *addr, char *err, size_t errlen)
 {
@@ -587,124 +711,212 @@ static int listen_tcp(const char *addr, char *err, size_t errlen)
 	return fd;
 }
 
-int migrate_accept(const char *addr, int argc, char **argv, int *conn, uint64_t *mem_size,
-                   int *out_argc, char ***out_argv, char *err, size_t errlen)
+/* The name of a section type in messages. */
+static const char *section_name(uint32_t type)
 {
-	uint8_t *data = NULL;
-	uint64_t len;
-	uint32_t type;
-	int rc, ls = listen_tcp(addr, err, errlen), fd = -1;
-	struct snapshot_file cfgf = { 0 };
+	switch (type) {
+	case MS_CONFIG: return "configuration";
+	case MS_RAM: return "memory";
+	case MS_RAM_ZSTD: return "compressed memory";
+	case MS_STATE: return "state";
+	case MS_DONE: return "end";
+	case MS_ANSWER: return "answer";
+	default: return "unknown";
+	}
+}
 
-	if (ls < 0)
-		return ls;
-	log_info("waiting for a migration on %s", addr);
-	fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-	close(ls);
-	if (fd < 0) {
-		snprintf(err, errlen, "--incoming: accept: %s", strerror(errno));
-		return -errno;
-	}
-	uint8_t hdr[8 + 4 + 16];
-	if ((rc = recv_all(fd, hdr, sizeof(hdr))) || memcmp(hdr, MAGIC, 8) || hdr[8] != STREAM_VERSION) {
-		snprintf(err, errlen, "--incoming: the peer is not a cvisor migration source of this version");
-		rc = -EPROTO;
-		goto fail;
-	}
-	if ((rc = read_section(fd, &type, &data, &len, 1 << 20)) || type != SEC_CONFIG) {
-		snprintf(err, errlen, "--incoming: expected the configuration first");
-		rc = rc ? rc : -EPROTO;
-		goto fail;
-	}
+/* One line for a section that could not be received. */
+static void recv_error(struct mstream *s, int rc, uint32_t type, char *err, size_t errlen)
+{
+	unsigned long long n = (unsigned long long)s->seq_in;
+	if (rc == -EBADMSG && n == 0)
+		snprintf(err, errlen, "--incoming: the configuration does not authenticate: the migration "
+		                      "keys differ (or the stream was altered)");
+	else if (rc == -EBADMSG)
+		snprintf(err, errlen, "--incoming: section %llu (%s) does not authenticate: the stream "
+		                      "was altered, reordered or replayed", n, section_name(type));
+	else if (rc == -EPROTO)
+		snprintf(err, errlen, "--incoming: section %llu has an unknown type %u", n, type);
+	else if (rc == -EMSGSIZE)
+		snprintf(err, errlen, "--incoming: section %llu (%s) is longer than its limit", n,
+		         section_name(type));
+	else
+		snprintf(err, errlen, "--incoming: the source went away (%s)", strerror(-rc));
+}
+
+/* The configuration section: the source's options and its memory size. */
+static int parse_config(const uint8_t *data, uint64_t len, struct snapshot_file *cfgf,
+                        uint64_t *size)
+{
 	struct sbuf in;
 	sbuf_reader(&in, data, len);
 	uint32_t n = sbuf_get_u32(&in);
-	if (in.err || n > 4096 || !(cfgf.argv = calloc(n + 1, sizeof(char *)))) {
+	if (in.err || n > 4096 || !(cfgf->argv = calloc(n + 1, sizeof(char *))))
+		return -EPROTO;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t l = sbuf_get_u32(&in);
+		if (in.err || l > in.len - in.pos)
+			return -EPROTO;
+		cfgf->argv[i] = strndup((char *)in.data + in.pos, l);
+		if (!cfgf->argv[i])
+			return -ENOMEM;
+		in.pos += l;
+		cfgf->argc = (int)i + 1;
+	}
+	*size = sbuf_get_u64(&in);
+	if (in.err || *size < CONFIG_MIN_MEM || *size > (1ULL << 46) || (*size & (PAGE - 1)))
+		return -EPROTO;
+	return 0;
+}
+
+/* Accept one connection and agree on the stream; the key file is read first. */
+static int accept_stream(const char *addr, const char *key_file, struct mstream **out, char *err,
+                         size_t errlen)
+{
+	uint8_t psk[MS_KEY_MAX];
+	size_t psklen = 0;
+	char why[200];
+	int rc;
+
+	if (key_file && (rc = mstream_key_load(key_file, psk, &psklen, why, sizeof(why)))) {
+		snprintf(err, errlen, "--migrate-key-file: %s", why);
+		return -EINVAL;
+	}
+	int ls = listen_tcp(addr, err, errlen);
+	if (ls < 0) {
+		OPENSSL_cleanse(psk, sizeof(psk));
+		return ls;
+	}
+	log_info("waiting for a migration on %s%s", addr, key_file ? " (authenticated)" : "");
+	int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+	rc = fd < 0 ? -errno : 0;
+	close(ls);
+	struct mstream *s = calloc(1, sizeof(*s));
+	if (rc || !s) {
+		snprintf(err, errlen, "--incoming: accept: %s", strerror(rc ? -rc : ENOMEM));
+		OPENSSL_cleanse(psk, sizeof(psk));
+		if (fd >= 0)
+			close(fd);
+		free(s);
+		return rc ? rc : -ENOMEM;
+	}
+	set_timeouts(fd);
+	mstream_init(s, fd, MS_DEST);
+	rc = mstream_handshake(s, key_file ? psk : NULL, psklen, why, sizeof(why));
+	OPENSSL_cleanse(psk, sizeof(psk));
+	if (rc) {
+		snprintf(err, errlen, "--incoming: %s", why);
+		mstream_close(s);
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int migrate_accept(const char *addr, const char *key_file, int argc, char **argv,
+                   struct mstream **conn, uint64_t *mem_size, int *out_argc, char ***out_argv,
+                   char *err, size_t errlen)
+{
+	uint8_t *data = NULL;
+	uint64_t len, size = 0;
+	uint32_t type = 0;
+	struct snapshot_file cfgf = { 0 };
+	struct mstream *s = NULL;
+
+	int rc = accept_stream(addr, key_file, &s, err, errlen);
+	if (rc)
+		return rc;
+	if ((rc = mstream_recv(s, &type, &data, &len))) {
+		recv_error(s, rc, type, err, errlen);
+		goto fail;
+	}
+	if (type != MS_CONFIG) {
+		snprintf(err, errlen, "--incoming: expected the configuration first");
 		rc = -EPROTO;
+		goto fail;
+	}
+	if ((rc = parse_config(data, len, &cfgf, &size))) {
 		snprintf(err, errlen, "--incoming: bad configuration section");
 		goto fail;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t l = sbuf_get_u32(&in);
-		if (in.err || l > in.len - in.pos) {
-			rc = -EPROTO;
-			snprintf(err, errlen, "--incoming: bad configuration section");
-			goto fail;
-		}
-		cfgf.argv[i] = strndup((char *)in.data + in.pos, l);
-		in.pos += l;
-		cfgf.argc = (int)i + 1;
-	}
-	uint64_t size = sbuf_get_u64(&in);
 	free(data);
 	data = NULL;
-	if (in.err || size < CONFIG_MIN_MEM || size > (1ULL << 46) || (size & (PAGE - 1))) {
-		rc = -EPROTO;
-		snprintf(err, errlen, "--incoming: bad memory size");
-		goto fail;
-	}
 	if ((rc = snapshot_merge_args(&cfgf, argc, argv, out_argc, out_argv)))
 		goto fail;
+	if ((rc = mstream_send_answer(s, 'G', NULL))) {
+		snprintf(err, errlen, "--incoming: the source went away (%s)", strerror(-rc));
+		free(*out_argv);
+		*out_argv = NULL;
+		goto fail;
+	}
 	/* cfgf's strings stay: the merged options borrow them for the VM's lifetime */
 	*mem_size = size;
-	*conn = fd;
+	*conn = s;
 	return 0;
 fail:
 	free(data);
 	for (int i = 0; i < cfgf.argc; i++)
 		free(cfgf.argv[i]);
 	free(cfgf.argv);
-	if (fd >= 0)
-		close(fd);
+	migrate_incoming_reply(s, false, err); /* a source with the right key hears why */
 	return rc ? rc : -EPROTO;
 }
 
-int migrate_receive(int fd, const struct guest_mem *mem, struct snapshot_file *snap, char *err,
-                    size_t errlen)
+/* Make a message that may quote the stream one printable line. */
+static void printable(char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+	}
+}
+
+/* Apply one RAM or RAM_ZSTD section. */
+static int load_ram(struct mstream *s, uint32_t type, const uint8_t *data, uint64_t len,
+                    const struct guest_mem *mem)
+{
+	if (type == MS_RAM_ZSTD)
+		return mstream_ram_zstd_apply(s, data, len, mem->base, mem->size);
+	return mstream_ram_apply(data, len, mem->base, mem->size, NULL, NULL);
+}
+
+int migrate_receive(struct mstream *s, const struct guest_mem *mem, struct snapshot_file *snap,
+                    char *err, size_t errlen)
 {
 	uint8_t *data = NULL;
 	uint64_t len;
-	uint32_t type;
+	uint32_t type = 0;
 	int rc;
 
 	memset(snap, 0, sizeof(*snap));
 	for (;;) {
-		if ((rc = read_section(fd, &type, &data, &len, MAX_SECTION))) {
-			snprintf(err, errlen, "--incoming: the source went away (%s)", strerror(-rc));
+		if ((rc = mstream_recv(s, &type, &data, &len))) {
+			recv_error(s, rc, type, err, errlen);
 			goto fail;
 		}
-		if (type == SEC_RAM) {
-			for (uint64_t p = 0; p + 8 <= len;) {
-				uint64_t rec;
-				memcpy(&rec, data + p, 8);
-				p += 8;
-				uint64_t off = rec & ~(PAGE - 1);
-				bool isz = rec & REC_ZERO;
-				if ((rec & (PAGE - 1) & ~REC_ZERO) || off >= mem->size || (!isz && len - p < PAGE)) {
-					rc = -EPROTO;
-					snprintf(err, errlen, "--incoming: a memory record is out of range");
-					goto fail;
-				}
-				if (isz) {
-					memset(mem->base + off, 0, PAGE);
-				} else {
-					memcpy(mem->base + off, data + p, PAGE);
-					p += PAGE;
-				}
+		if ((type == MS_RAM || type == MS_RAM_ZSTD) && !snap->data) {
+			if ((rc = load_ram(s, type, data, len, mem))) {
+				snprintf(err, errlen, "--incoming: section %llu (%s): a memory record is "
+				         "out of range or does not add up", (unsigned long long)s->seq_in - 1,
+				         section_name(type));
+				goto fail;
 			}
 			free(data);
 			data = NULL;
-		} else if (type == SEC_STATE && !snap->data) {
+		} else if (type == MS_STATE && !snap->data) {
 			rc = snapshot_parse(snap, data, len, err, errlen); /* takes data */
 			data = NULL;
-			if (rc)
+			if (rc) {
+				printable(err); /* it quotes the version it found */
 				goto fail;
-		} else if (type == SEC_DONE && snap->data) {
+			}
+		} else if (type == MS_DONE && snap->data) {
 			free(data);
 			return 0;
 		} else {
 			rc = -EPROTO;
-			snprintf(err, errlen, "--incoming: unexpected section %u", type);
+			snprintf(err, errlen, "--incoming: unexpected %s section", section_name(type));
 			goto fail;
 		}
 	}
@@ -714,11 +926,12 @@ fail:
 	return rc ? rc : -EPROTO;
 }
 
-void migrate_incoming_reply(int conn, bool ok, const char *reason)
+void migrate_incoming_reply(struct mstream *conn, bool ok, const char *reason)
 {
-	char msg[300];
-	int n = snprintf(msg, sizeof(msg), "%c%s", ok ? 'A' : 'N', ok ? "" : reason);
-	if (send_all(conn, msg, (size_t)n) < 0)
+	if (!conn)
+		return;
+	if (mstream_send_answer(conn, ok ? 'A' : 'N', ok ? NULL : reason) < 0)
 		log_warn("migration: the source went away before our answer");
-	close(conn);
+	mstream_close(conn);
+	free(conn);
 }

@@ -1,14 +1,18 @@
-/* Live migration, pre-copy, over TCP. The stream: a header, then sections
- * (u32 type, u64 length, payload), each checked on receipt:
+/* Live migration, pre-copy, over TCP. The stream (migrate_stream.h): hellos,
+ * then sections, each checked on receipt (and with a pre-shared key,
+ * authenticated with HMAC-SHA256):
  *   CONFIG  the source's `cvisor run` options and the memory size
+ *           (the destination answers 'G', or 'N' + reason)
  *   RAM     records { u64 offset | flags, 4 KiB page unless ZERO } in any number
+ *           (RAM_ZSTD: the same, zstd-compressed, when asked for)
  *   STATE   the snapshot state file (vCPUs, devices ...; checksummed)
- *   DONE    the destination answers one byte: 'A' took over, 'N' + reason failed
+ *   DONE    the destination answers 'A' took over, or 'N' + reason failed
  * The source keeps running until the destination answered 'A'; a cancel, an
  * error or a broken connection at any point leaves it running untouched. */
 #ifndef CVISOR_VM_MIGRATE_H
 #define CVISOR_VM_MIGRATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,13 +22,23 @@
 struct vm;
 struct json_object;
 struct snapshot_file;
+struct mstream;
 
 #define MIGRATE_DEFAULT_DOWNTIME_MS 50
+#define MIGRATE_MAX_BANDWIDTH_MBPS 100000 /* MB/s */
 
-/* Start migrating vm to "tcp:HOST:PORT" in the background. -EBUSY when one
- * runs, -EINVAL for a bad address, -ENOTSUP for a device that cannot move. */
-int vm_migrate_start(struct vm *vm, const char *to, uint64_t max_downtime_ms, char *err,
-                     size_t errlen);
+/* What to migrate with (PUT /v1/vm/migrate). */
+struct migrate_params {
+	const char *to;              /* "tcp:HOST:PORT" */
+	const char *key_file;        /* pre-shared key file (absolute), NULL: no authentication */
+	bool compress;               /* zstd on page sections */
+	uint64_t max_bandwidth_mbps; /* cap in MB/s (10^6 bytes/s) while the guest runs; 0: none */
+	uint64_t max_downtime_ms;    /* 0: MIGRATE_DEFAULT_DOWNTIME_MS */
+};
+
+/* Start migrating vm in the background. -EBUSY when one runs, -EINVAL for a
+ * bad address or key file, -ENOTSUP for a device that cannot move. */
+int vm_migrate_start(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen);
 /* Cancel the running migration (the VM goes on). -EALREADY when none runs. */
 int vm_migrate_cancel(struct vm *vm);
 /* Progress for GET /v1/vm (adds a "migration" member when there is one). */
@@ -32,16 +46,19 @@ void vm_migrate_info(struct vm *vm, struct json_object *out);
 /* Tear down (joins the thread). */
 void vm_migrate_destroy(struct vm *vm);
 
-/* Destination, step 1: listen on "tcp:HOST:PORT", take one connection, read
- * the source's options and memory size; *out_argc and *out_argv are those merged
- * with ours (argv). The VM is created from them before its RAM arrives. */
-int migrate_accept(const char *addr, int argc, char **argv, int *conn, uint64_t *mem_size,
-                   int *out_argc, char ***out_argv, char *err, size_t errlen);
+/* Destination, step 1: read key_file (NULL: no key), listen on
+ * "tcp:HOST:PORT", take one connection, agree on the stream, read the
+ * source's options and memory size and tell it to go on; *out_argc and
+ * *out_argv are those merged with ours (argv). The VM is created from them
+ * before its RAM arrives. -EINVAL for bad usage (address, key file). */
+int migrate_accept(const char *addr, const char *key_file, int argc, char **argv,
+                   struct mstream **conn, uint64_t *mem_size, int *out_argc, char ***out_argv,
+                   char *err, size_t errlen);
 /* Step 2: receive RAM into mem (the new VM's, its vCPUs not running) up to the
  * state, which lands in *snap. */
-int migrate_receive(int conn, const struct guest_mem *mem, struct snapshot_file *snap, char *err,
-                    size_t errlen);
-/* Tell the source whether we took over (ok) or not (reason). Closes conn. */
-void migrate_incoming_reply(int conn, bool ok, const char *reason);
+int migrate_receive(struct mstream *conn, const struct guest_mem *mem, struct snapshot_file *snap,
+                    char *err, size_t errlen);
+/* Tell the source whether we took over (ok) or not (reason). Frees conn (NULL ok). */
+void migrate_incoming_reply(struct mstream *conn, bool ok, const char *reason);
 
 #endif

@@ -7,12 +7,19 @@
  *             ndev x (u32 name_len, name, u32 len, device state)
  * A file from another format or cvisor version, a bad checksum, a truncated
  * file or a device list that does not match the VM is refused before any
- * state reaches KVM or a device. */
+ * state reaches KVM or a device.
+ *
+ * Disks: the option list names them. With disk_overlay, each writable disk's
+ * image is frozen with the snapshot and recorded as "path=IMAGE (absolute),
+ * format=F,...,overlay=on", so that a restore never writes it (virtio-blk
+ * puts a fresh overlay over it); the running VM moves to its own overlay and
+ * its options are rewritten to name it (vm_disk_option_update). */
 #include "vm/snapshot.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +28,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <json-c/json.h>
+
 #include "arch/x86/vcpu_state.h"
 #include "virtio/blk.h"
+#include "virtio/vsock.h"
 #include "util/log.h"
+#include "vm/migrate.h"
 #include "vm/vm_internal.h"
 
 #define MAGIC "CVSNAP\r\n"
@@ -208,9 +219,10 @@ out:
 	return rc;
 }
 
-void snapshot_put_args(struct vm *vm, struct sbuf *b)
+/* The options as given, minus --restore/--incoming (the snapshot is the
+ * source); sub (NULL, or one entry per option) replaces options. */
+static void put_args(struct vm *vm, struct sbuf *b, char *const *sub)
 {
-	/* the options as given, minus --restore/--incoming (the snapshot is the source) */
 	int nargs = 0;
 	for (int i = 0; i < vm->cfg->argc; i++)
 		nargs += !snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &i);
@@ -218,12 +230,141 @@ void snapshot_put_args(struct vm *vm, struct sbuf *b)
 	for (int i = 0; i < vm->cfg->argc; i++) {
 		int j = i;
 		if (!snapshot_arg_is_restore(vm->cfg->argc, vm->cfg->argv, &j))
-			put_str(b, vm->cfg->argv[i]);
+			put_str(b, sub && sub[i] ? sub[i] : vm->cfg->argv[i]);
 		i = j;
 	}
 }
 
+void snapshot_put_args(struct vm *vm, struct sbuf *b)
+{
+	put_args(vm, b, NULL);
+}
+
+/* ---- disk options that change while the VM runs (overlays) ---- */
+
+/* Index of the option holding --disk number i's value, and whether it is
+ * written "--disk=VALUE"; -1 when the options do not hold it. */
+static int disk_arg(const struct vm_config *cfg, unsigned i, bool *eq)
+{
+	for (int k = 0; k < cfg->argc; k++) {
+		*eq = !strncmp(cfg->argv[k], "--disk=", 7);
+		if (cfg->argv[k] == cfg->disks[i] || (*eq && cfg->argv[k] + 7 == cfg->disks[i]))
+			return k;
+	}
+	return -1;
+}
+
+/* The --disk value for disk i as it is now: its options, on the image the
+ * device runs on (absolute path, format named), overlay= as asked. */
+static int disk_option_now(struct vm *vm, unsigned i, bool overlay, char *buf, size_t len,
+                           char *err, size_t errlen)
+{
+	struct virtio_blk_opts *o = malloc(sizeof(*o));
+	char real[PATH_MAX];
+	int rc;
+
+	if (!o) {
+		snprintf(err, errlen, "snapshot: out of memory");
+		return -ENOMEM;
+	}
+	rc = virtio_blk_parse_opts(o, vm->cfg->disks[i], err, errlen);
+	if (rc == 0 && !realpath(virtio_blk_path(vm->disks[i]), real)) {
+		rc = -errno;
+		snprintf(err, errlen, "disk %s: %s", virtio_blk_path(vm->disks[i]), strerror(-rc));
+	}
+	if (rc == 0) {
+		snprintf(o->path, sizeof(o->path), "%s", real);
+		o->format_given = true; /* never probed again */
+		o->format = strcmp(virtio_blk_format(vm->disks[i]), "qcow2") ? VIRTIO_BLK_FORMAT_RAW
+		                                                                : VIRTIO_BLK_FORMAT_QCOW2;
+		o->overlay = overlay;
+		rc = virtio_blk_format_opts(o, buf, len);
+		if (rc < 0)
+			snprintf(err, errlen, "disk %s: its option is too long", real);
+	}
+	free(o);
+	return rc;
+}
+
+/* Our copies of cvisor run's options once a disk moved to an overlay. */
+static char **own_argv;
+static char *own_disk[CONFIG_MAX_DISKS];
+
+int vm_disk_option_update(struct vm *vm, unsigned i, char *err, size_t errlen)
+{
+	/* the configuration belongs to `cvisor run` and outlives every VM built
+	 * from it: a reboot, a later snapshot or a migration must find the disk
+	 * where it is now, not on the frozen image */
+	struct vm_config *cfg = (struct vm_config *)vm->cfg;
+	char *buf = malloc(PATH_MAX + 256), *s;
+	bool eq = false;
+	int rc, k;
+
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	rc = disk_option_now(vm, i, false, buf + 7, PATH_MAX + 256 - 7, err, errlen);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	k = disk_arg(cfg, i, &eq);
+	if (eq)
+		memcpy(buf, "--disk=", 7);
+	s = eq ? buf : strdup(buf + 7);
+	if (!eq)
+		free(buf);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (k >= 0 && cfg->argv != own_argv) {
+		char **v = calloc((size_t)cfg->argc + 1, sizeof(char *));
+		if (!v) {
+			free(s);
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		memcpy(v, cfg->argv, (size_t)cfg->argc * sizeof(char *));
+		free(own_argv);
+		own_argv = v;
+		cfg->argv = v;
+	}
+	if (k >= 0)
+		cfg->argv[k] = s;
+	cfg->disks[i] = eq ? s + 7 : s;
+	free(own_disk[i]);
+	own_disk[i] = s;
+	return 0;
+}
+
+/* Whether a live migration is under way (its options went out already). */
+static bool migrating(struct vm *vm)
+{
+	struct json_object *o = json_object_new_object(), *m, *st;
+	bool on = false;
+
+	if (!o)
+		return vm->migration != NULL;
+	vm_migrate_info(vm, o);
+	if (json_object_object_get_ex(o, "migration", &m) &&
+	    json_object_object_get_ex(m, "state", &st))
+		on = !strcmp(json_object_get_string(st), "active");
+	json_object_put(o);
+	return on;
+}
+
+static int build_state(struct vm *vm, struct sbuf *out, char *const *sub, char *err,
+                       size_t errlen);
+
 int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errlen)
+{
+	return build_state(vm, out, NULL, err, errlen);
+}
+
+static int build_state(struct vm *vm, struct sbuf *out, char *const *sub, char *err,
+                       size_t errlen)
 {
 	struct sbuf b = { 0 };
 	struct dev_ref devs[64];
@@ -235,7 +376,7 @@ int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errl
 	hdr[8] = FORMAT;
 	memcpy(hdr + 12, VERSION, sizeof(VERSION) - 1);
 	sbuf_put(&b, hdr, sizeof(hdr));
-	snapshot_put_args(vm, &b);
+	put_args(vm, &b, sub);
 	sbuf_put_u64(&b, vm->mem.size);
 	sbuf_put_u32(&b, vm->cfg->cpus);
 	if ((rc = vm_state_save(&vm->kvm, &b))) {
@@ -282,19 +423,76 @@ out:
 	return rc;
 }
 
-int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+/* disk_overlay: the recorded --disk options of the disks about to switch
+ * (their frozen image, overlay=on), indexed like the VM's options. */
+static int overlay_args(struct vm *vm, char **sub, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < vm->cfg->nr_disks; i++) {
+		bool eq;
+		int k = disk_arg(vm->cfg, i, &eq), rc;
+		size_t len = PATH_MAX + 256;
+
+		if (!vm->disks[i] || virtio_blk_readonly(vm->disks[i]))
+			continue;
+		if (k < 0) {
+			snprintf(err, errlen, "snapshot: disk %u is not among the VM's options", i);
+			return -EINVAL;
+		}
+		sub[k] = malloc(len);
+		if (!sub[k]) {
+			snprintf(err, errlen, "snapshot: out of memory");
+			return -ENOMEM;
+		}
+		if (eq)
+			memcpy(sub[k], "--disk=", 7);
+		if ((rc = disk_option_now(vm, i, true, sub[k] + (eq ? 7 : 0), len - (eq ? 7 : 0),
+		                          err, errlen)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int vm_snapshot_save(struct vm *vm, const char *dir, bool disk_overlay, char *err,
+                     size_t errlen)
 {
 	struct sbuf b = { 0 };
-	char path[4096], tmp[4096];
+	char path[4096], tmp[4096], **sub = NULL;
+	bool prepared[CONFIG_MAX_DISKS] = { false }, quiesced = false;
 	int rc, fd = -1;
 
+	if (disk_overlay && migrating(vm)) {
+		snprintf(err, errlen, "snapshot: a migration is running (its destination opens the "
+		         "disks as they are)");
+		return -EBUSY;
+	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "snapshot: cannot create %s: %s", dir, strerror(errno));
 		return -errno;
 	}
 	vm_drain_io(vm);
-	if ((rc = snapshot_build_state(vm, &b, err, errlen)))
-		return rc;
+	if (disk_overlay) {
+		/* every writable disk: its image is frozen as it is now (the memory
+		 * image's disk state) and the VM goes on on a new overlay; all switch,
+		 * once the snapshot is written, or none does */
+		sub = calloc((size_t)vm->cfg->argc + 1, sizeof(char *));
+		if (!sub) {
+			snprintf(err, errlen, "snapshot: out of memory");
+			return -ENOMEM;
+		}
+		if ((rc = overlay_args(vm, sub, err, errlen)) < 0)
+			goto out;
+		for (unsigned i = 0; i < vm->cfg->nr_disks; i++) {
+			if (!vm->disks[i] || virtio_blk_readonly(vm->disks[i]))
+				continue;
+			if ((rc = virtio_blk_overlay_prepare(vm->disks[i], err, errlen)) < 0)
+				goto out;
+			prepared[i] = true;
+		}
+	}
+	virtio_vsock_quiesce(vm->vsock); /* vhost: no more writes, its ring indices saved */
+	quiesced = true;
+	if ((rc = build_state(vm, &b, sub, err, errlen)))
+		goto out;
 	snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_MEMORY);
 	if ((rc = save_memory(vm, path, err, errlen)))
 		goto out;
@@ -305,10 +503,30 @@ int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 	if (fd < 0 || (rc = write_all(fd, b.data, b.len)) || fsync(fd) < 0 || rename(tmp, path) < 0) {
 		rc = rc ? rc : -errno;
 		snprintf(err, errlen, "snapshot: writing %s: %s", path, strerror(-rc));
+		if (fd >= 0)
+			unlink(tmp);
 		goto out;
 	}
 	rc = 0;
+	for (unsigned i = 0; i < vm->cfg->nr_disks; i++) {
+		char why[256];
+		if (!prepared[i])
+			continue;
+		virtio_blk_overlay_commit(vm->disks[i]);
+		prepared[i] = false;
+		if (vm_disk_option_update(vm, i, why, sizeof(why)) < 0)
+			log_warn("disk %u: %s (a reboot would not find its overlay)", i, why);
+	}
 out:
+	if (quiesced)
+		virtio_vsock_unquiesce(vm->vsock);
+	for (unsigned i = 0; i < vm->cfg->nr_disks; i++) {
+		if (prepared[i])
+			virtio_blk_overlay_abort(vm->disks[i]);
+	}
+	for (int k = 0; sub && k < vm->cfg->argc; k++)
+		free(sub[k]);
+	free(sub);
 	if (fd >= 0)
 		close(fd);
 	sbuf_free(&b);

@@ -46,8 +46,19 @@ int snapshot_build_state(struct vm *vm, struct sbuf *out, char *err, size_t errl
 /* Check and parse a state file image (takes ownership of data, malloc'd). */
 int snapshot_parse(struct snapshot_file *f, uint8_t *data, size_t len, char *err,
                    size_t errlen);
-/* Write a snapshot of a paused VM into DIR (created if missing). */
-int vm_snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen);
+/* Write a snapshot of a paused VM into DIR (created if missing). With
+ * disk_overlay, every writable disk's image is frozen as the disk state of
+ * the snapshot and the VM goes on writing to a new qcow2 overlay over it
+ * (virtio_blk_overlay_prepare): the snapshot records the frozen image with
+ * overlay=on, so that a restore runs on a fresh overlay of its own and the
+ * image is never written again. All disks switch, once the snapshot is
+ * written, or none does. */
+int vm_snapshot_save(struct vm *vm, const char *dir, bool disk_overlay, char *err,
+                     size_t errlen);
+/* Disk i of the VM runs on another image now (an overlay): make the VM's
+ * options (its --disk value: reboots, snapshots, migration, GET /v1/vm) name
+ * that image, with its format, instead of the one given. 0 or -errno. */
+int vm_disk_option_update(struct vm *vm, unsigned i, char *err, size_t errlen);
 /* Load vCPU, in-kernel and device state from f into a VM created for restore
  * (its memory already mapped from memory.bin). */
 int vm_snapshot_load(struct vm *vm, struct snapshot_file *f, char *err, size_t errlen);

@@ -320,6 +320,7 @@ static int vm_add_pci_devices(struct vm *vm, char *err, size_t errlen)
 		struct virtio_blk_opts o;
 		if ((rc = virtio_blk_parse_opts(&o, vm->cfg->disks[i], err, errlen)) ||
 		    (rc = virtio_blk_create(&vm->disks[i], &o, vm->loop, err, errlen)) ||
+		    (o.overlay && (rc = vm_disk_option_update(vm, i, err, errlen))) || /* on its overlay */
 		    (rc = vm_add_virtio(vm, &virtio_blk_ops, vm->disks[i], err, errlen)))
 			return rc;
 	}
@@ -370,7 +371,8 @@ static int vm_add_pci_devices(struct vm *vm, char *err, size_t errlen)
 	if (vm->cfg->vsock_opts) {
 		uint64_t cid;
 		if ((rc = virtio_vsock_parse(vm->cfg->vsock_opts, &cid, err, errlen)) ||
-		    (rc = virtio_vsock_create(cid, &vm->mem, &vm->vsock, err, errlen)) ||
+		    (rc = virtio_vsock_create(cid, vm->cfg->incoming != NULL, &vm->mem, vm->loop,
+		                              &vm->vsock, err, errlen)) ||
 		    (rc = vm_add_virtio(vm, &virtio_vsock_ops, vm->vsock, err, errlen)))
 			return rc;
 	}

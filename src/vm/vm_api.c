@@ -191,7 +191,8 @@ static int api_metrics(void *opaque, struct sbuf *text)
 	return text->err;
 }
 
-static int api_snapshot(void *opaque, const char *path, char *err, size_t errlen)
+static int api_snapshot(void *opaque, const char *path, bool disk_overlay, char *err,
+                        size_t errlen)
 {
 	struct vm *vm = opaque;
 	bool was_paused = vm_is_paused(vm);
@@ -199,7 +200,7 @@ static int api_snapshot(void *opaque, const char *path, char *err, size_t errlen
 
 	if (!was_paused)
 		vm_pause(vm);
-	int rc = vm_snapshot_save(vm, path, err, errlen);
+	int rc = vm_snapshot_save(vm, path, disk_overlay, err, errlen);
 	if (!was_paused)
 		vm_resume(vm);
 	if (!rc)
@@ -241,9 +242,15 @@ static int api_net_limit(void *opaque, const char *id, const struct api_limits *
 	                             l->ops == API_KEEP ? UINT64_MAX : l->ops);
 }
 
-static int api_migrate(void *opaque, const char *to, char *err, size_t errlen)
+static int api_migrate(void *opaque, const struct api_migrate *m, char *err, size_t errlen)
 {
-	return vm_migrate_start(opaque, to, 0, err, errlen);
+	struct migrate_params p = {
+		.to = m->to,
+		.key_file = m->key_file,
+		.compress = m->compress && !strcmp(m->compress, "zstd"),
+		.max_bandwidth_mbps = m->max_bandwidth_mbps,
+	};
+	return vm_migrate_start(opaque, &p, err, errlen);
 }
 
 static int api_migrate_cancel(void *opaque, char *err, size_t errlen)

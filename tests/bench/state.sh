@@ -1,8 +1,8 @@
 #!/bin/sh
 # Snapshot / restore and live-migration benchmark (rig, QEMU as the peer where it
 # has the same operation). 1 vCPU guests ticking every 0.2 s on the serial console.
-# cvisor: snapshot time, restore time (VMM side, and to the guest's next tick) for
-# 256 MiB and 1 GiB; migration total time and downtime, idle and busy, cvisor and
+# snapshot time and restore time (to the guest's next tick; cvisor also VMM side) for
+# 256 MiB and 1 GiB, QEMU's by migration to and from a file; migration total time and downtime, idle and busy, cvisor and
 # QEMU (-M microvm, downtime-limit 50 ms) over loopback.
 # timeout: 1500
 set -eu
@@ -38,6 +38,38 @@ for mib in ${BENCH_SNAP_SIZES:-256 1024}; do
 	echo "cvisor restore_tick_${mib}_ms ${tick_ms:-nan}" >>"$res"
 	echo "  $mib MiB: snapshot ${snap_ms} ms (API call $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", (b - a) * 1000 }') ms), restore ${vmm_ms} ms VMM-side, ${tick_ms} ms to the next tick"
 	rm -rf "$snap"
+
+	# QEMU: a snapshot is a migration into a file (as `virsh save` does), a restore
+	# is -incoming from that file; the guest resumes by itself (it was running)
+	q="$QEMU -M microvm -accel kvm -cpu host -smp 1 -m $mib -nographic -no-reboot -nodefaults -serial stdio"
+	qfile=$TMPDIR/qsnap$mib
+	VMM_CMD="$q -monitor unix:$TMPDIR/qsnap.mon,server,nowait"
+	qlog=$TMPDIR/qs$mib.log
+	shell_start "$qlog" -kernel "$KERNEL" -initrd "$INITRD" -append "console=ttyS0 mode=shell"
+	VMM_CMD=
+	shell_run "dd if=/dev/urandom of=/dev/shm/fill bs=1M count=$((mib / 4)) 2>/dev/null" 300 >/dev/null
+	shell_run "$tick" >/dev/null
+	wait_for "$qlog" "^TICK" 30 >/dev/null
+	unixcmd "$TMPDIR/qsnap.mon" "migrate -d exec:cat>$qfile" >/dev/null
+	i=0
+	info=
+	while [ $i -lt 600 ]; do
+		info=$(unixcmd "$TMPDIR/qsnap.mon" "info migrate" 300 | tr -d '\r')
+		echo "$info" | grep -q -E "Migration status: (completed|failed)" && break
+		sleep 0.2
+		i=$((i + 1))
+	done
+	qsnap_ms=$(echo "$info" | grep -o 'total time: [0-9]*' | awk '{ print $3 }')
+	unixcmd "$TMPDIR/qsnap.mon" "quit" >/dev/null 2>&1 || true
+	stop_vm
+	exec 3>&-
+	line=$(vmmtime -g "$mib" -k TICK -- $q -kernel "$KERNEL" -initrd "$INITRD" \
+		-append "console=ttyS0 mode=shell" -incoming "exec:cat $qfile" 2>&1)
+	qtick_ms=$(echo "$line" | grep -o 'marker_ms=[0-9.]*' | cut -d= -f2)
+	echo "qemu snapshot_${mib}_ms ${qsnap_ms:-nan}" >>"$res"
+	echo "qemu restore_tick_${mib}_ms ${qtick_ms:-nan}" >>"$res"
+	echo "  QEMU $mib MiB: snapshot (migrate to a file) ${qsnap_ms:-?} ms, restore (-incoming from it) ${qtick_ms:-?} ms to the next tick"
+	rm -f "$qfile"
 done
 
 # live migration, idle and busy, cvisor then QEMU

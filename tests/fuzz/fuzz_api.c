@@ -107,9 +107,10 @@ static int f_metrics(void *o, struct sbuf *text)
 	return 0;
 }
 
-static int f_snapshot(void *o, const char *path, char *err, size_t errlen)
+static int f_snapshot(void *o, const char *path, bool disk_overlay, char *err, size_t errlen)
 {
 	(void)o;
+	(void)disk_overlay;
 	(void)err;
 	(void)errlen;
 	calls++;
@@ -119,14 +120,18 @@ static int f_snapshot(void *o, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-static int f_migrate(void *o, const char *to, char *err, size_t errlen)
+static int f_migrate(void *o, const struct api_migrate *m, char *err, size_t errlen)
 {
 	(void)o;
 	(void)err;
 	(void)errlen;
 	calls++;
-	check_str(to);
-	if (strncmp(to, "tcp:", 4))
+	check_str(m->to);
+	if (strncmp(m->to, "tcp:", 4))
+		__builtin_trap();
+	if (m->key_file && (check_str(m->key_file), m->key_file[0] != '/'))
+		__builtin_trap();
+	if (m->compress && strcmp(m->compress, "zstd") && strcmp(m->compress, "none"))
 		__builtin_trap();
 	return 0;
 }

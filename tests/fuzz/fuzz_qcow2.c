@@ -3,11 +3,13 @@
  *
  * Input: one flags byte, then the image.
  *   flags bit 0    open writable (then: one write, a zeroing, a discard, a
- *                  flush, and a check with repair)
+ *                  flush, a snapshot created, a write, the first snapshot
+ *                  applied, the new one deleted, and a check with repair)
  *   flags bit 1-2  0: the rest of the input is the whole image file; else a
  *                  built-in valid image (1: version 3 over a raw base, with a
- *                  compressed and a zero cluster; 2: version 2; 3: 1-bit
- *                  refcounts) patched by the rest of the input, read as
+ *                  compressed and a zero cluster; 2: version 2 with an
+ *                  internal snapshot; 3: 1-bit refcounts) patched by the rest
+ *                  of the input, read as
  *                  records: offset (2 bytes, big-endian), length (1 byte), bytes
  *   flags bit 3-7  where the write goes (times 4 KiB, modulo the disk size)
  *
@@ -163,6 +165,14 @@ static void make_template(int t)
 	io_init(&io);
 	if (io_run(&io, blk_write_zeroes(d, &io.req, 40960, 1024, false)) < 0)
 		abort();
+	if (t == 1) {
+		/* a snapshot table, and shared clusters the write below copies */
+		if (qcow2_snapshot_create(d, "t") < 0)
+			abort();
+		io_init(&io);
+		if (io_run(&io, blk_writev(d, &io.req, &v, 1, 1024)) != (int64_t)sizeof(buf))
+			abort();
+	}
 	blk_close(d);
 	if (t == 0)
 		add_compressed(img_path);
@@ -290,6 +300,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			io_run(&io, blk_discard(d, &io.req, 0, dsize < 4096 ? dsize : 4096));
 			io_init(&io);
 			io_run(&io, blk_flush(d, &io.req));
+			/* snapshots: create, write over shared clusters, apply, delete */
+			qcow2_snapshot_create(d, "fz");
+			io_init(&io);
+			io_run(&io, blk_writev(d, &io.req, &v, 1, off));
+			qcow2_snapshot_apply(d, "1");
+			qcow2_snapshot_delete(d, "fz");
 			v.iov_len = dsize - off < 8192 ? dsize - off : 8192;
 			io_init(&io);
 			io_run(&io, blk_readv(d, &io.req, &v, 1, off));

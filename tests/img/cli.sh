@@ -45,7 +45,11 @@ bad resize_size "$C" img resize good.qcow2 lots
 bad commit_no_backing "$C" img commit good.qcow2
 bad commit_raw "$C" img commit raw.img
 bad rebase_no_base "$C" img rebase good.qcow2
-bad snapshot_create "$C" img snapshot -c s1 good.qcow2
+bad snapshot_no_action "$C" img snapshot good.qcow2
+bad snapshot_missing "$C" img snapshot -a nosuch good.qcow2
+bad convert_c_raw "$C" img convert -c -O raw good.qcow2 out.raw
+bad convert_compression_type "$C" img convert -c -O qcow2 -o compression_type=lzo good.qcow2 out.qcow2
+bad create_zstd_v2 "$C" img create -f qcow2 -o compat=0.10,compression_type=zstd x.qcow2 1M
 bad write_args "$C" img write good.qcow2 0
 
 # hostile headers: refused at open with one line naming the image

@@ -27,6 +27,36 @@ done
 "$CVISOR" img convert -O qcow2 chain.qcow2 flat.qcow2
 ok convert:flatten_chain both flat.qcow2 chain.raw
 
+# convert -c: compressed clusters (deflate, or zstd with compression_type=zstd)
+# that qemu-img reads byte-identical; smaller than the plain conversion
+"$CVISOR" img convert -O qcow2 base.raw plain.qcow2
+plain=$(stat -c %s plain.qcow2)
+for o in default compression_type=zstd cluster_size=512 cluster_size=2M \
+	cluster_size=4k,compression_type=zstd compat=0.10 refcount_bits=1 refcount_bits=2; do
+	rm -f cz.qcow2
+	if [ $o = default ]; then
+		"$CVISOR" img convert -c -O qcow2 base.raw cz.qcow2
+	else
+		"$CVISOR" img convert -c -O qcow2 -o $o base.raw cz.qcow2
+	fi
+	ok convert_c:$o both cz.qcow2 base.raw
+	ok convert_c:$o:compressed sh -c "'$QEMU_IMG' check cz.qcow2 | grep -q 'allocated.* [1-9][0-9.]*% compressed'"
+	ok convert_c:$o:cvisor_reads same_raw cz.qcow2
+	case $o in *zstd*) ok convert_c:$o:type sh -c "'$QEMU_IMG' info cz.qcow2 | grep -q 'compression type: zstd'" ;; esac
+	case $o in default | *zstd) ok convert_c:$o:smaller [ "$(stat -c %s cz.qcow2)" -lt "$plain" ] ;; esac
+done
+# a compressed image made by cvisor takes writes (over compressed clusters)
+"$CVISOR" img convert -c -O qcow2 base.raw cz.qcow2
+cp base.raw exp.raw
+"$CVISOR" img write -P 0x5c cz.qcow2 100000 70000 && "$CVISOR" img write -z cz.qcow2 1M 64k
+patch exp.raw 100000 70000 0x5c
+patch exp.raw 1048576 65536 0
+ok convert_c:write both cz.qcow2 exp.raw
+# a size that is not a multiple of the cluster size: the tail is written plainly
+head -c 1000448 base.raw >odd.raw
+"$CVISOR" img convert -c -O qcow2 odd.raw odd.qcow2
+ok convert_c:odd_size both odd.qcow2 odd.raw
+
 # writes into qemu-made images: partial clusters over backing data, over
 # compressed clusters, over zero clusters, in v2 and with 512-byte clusters
 "$QEMU_IMG" convert -c -O qcow2 base.raw comp.qcow2

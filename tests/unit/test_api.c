@@ -528,20 +528,40 @@ static void test_bad_requests(void **state)
 		{ "PUT", "/v1/vm/snapshot", "{\"path\": \"/a\\u0000b\"}", 400, "control characters" },
 		{ "PUT", "/v1/vm/snapshot", "{\"path\": 5}", 400, "must be a string" },
 		{ "PUT", "/v1/vm/snapshot", "{}", 400, "missing field 'path'" },
+		{ "PUT", "/v1/vm/snapshot", "{\"path\": \"/s\", \"disk_overlay\": 1}", 400,
+		  "'disk_overlay' must be true or false" },
+		{ "PUT", "/v1/vm/snapshot", "{\"path\": \"/s\", \"disk_overlay\": \"true\"}", 400,
+		  "'disk_overlay' must be true or false" },
+		{ "PUT", "/v1/vm/snapshot", "{\"path\": \"/s\", \"disk_overlay\": null}", 400,
+		  "'disk_overlay' must be true or false" },
+		{ "PUT", "/v1/vm/snapshot", "{\"disk_overlay\": true}", 400, "missing field 'path'" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"10.0.0.1:4444\"}", 400, "tcp:HOST:PORT" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:host:0\"}", 400, "tcp:HOST:PORT" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:host:65536\"}", 400, "tcp:HOST:PORT" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp::4444\"}", 400, "tcp:HOST:PORT" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:a b:4444\"}", 400, "tcp:HOST:PORT" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:[::1:4444\"}", 400, "tcp:HOST:PORT" },
+		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"key_file\": \"k\"}", 400,
+		  "'key_file' must be absolute" },
+		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"compress\": \"lz4\"}", 400,
+		  "'compress' must be zstd or none" },
+		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"max_bandwidth_mbps\": 100001}",
+		  400, "at most 100000" },
+		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"max_bandwidth_mbps\": \"5\"}",
+		  400, "must be an integer" },
+		{ "PUT", "/v1/vm/migrate", "{\"key_file\": \"/k\"}", 400, "missing field 'to'" },
 		{ "PUT", "/v1/vm/migrate/cancel", "{\"x\": 1}", 400, "unknown field" },
 		{ "GET", "/v1/vm?verbose=1", NULL, 400, "query parameters" },
 		/* 501: not yet */
 		{ "PUT", "/v1/vm/snapshot", "{\"path\": \"/var/snap\"}", 501, "not implemented yet" },
+		{ "PUT", "/v1/vm/snapshot", "{\"path\": \"/var/snap\", \"disk_overlay\": false}", 501,
+		  "not implemented yet" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:10.0.0.2:4444\"}", 501,
 		  "not implemented yet" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:[fe80::1]:4444\"}", 501,
 		  "not implemented yet" },
+		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"key_file\": \"/k\", \"compress\": "
+		  "\"zstd\", \"max_bandwidth_mbps\": 100000}", 501, "not implemented yet" },
 		{ "PUT", "/v1/vm/migrate/cancel", NULL, 501, "not implemented yet" },
 	};
 	(void)state;
@@ -1243,7 +1263,17 @@ static void test_ctl(void **state)
 	assert_int_equal(ctl("--api-socket", s, "net-limit", "9", "pps=5", NULL), 1); /* 404 */
 	assert_int_equal(ctl("--api-socket", s, "metrics", NULL), 0);
 	assert_int_equal(ctl("--api-socket", s, "snapshot", "snapdir", NULL), 1); /* 501 */
+	assert_int_equal(ctl("--api-socket", s, "snapshot", "snapdir", "--disk-overlay", NULL), 1);
+	assert_int_equal(ctl("--api-socket", s, "snapshot", "--disk-overlay", "/d", NULL), 1);
+	assert_int_equal(ctl("--api-socket", s, "snapshot", "--disk-overlay", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "snapshot", "a", "b", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", NULL), 1); /* 501 */
+	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--key-file", "k", "--compress",
+	                     "zstd", "--max-bandwidth", "8", NULL), 1); /* 501 */
+	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--compress", "lz4", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--key-file", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--max-bandwidth", "x", NULL), 2);
+	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--frob", "1", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "migrate-cancel", NULL), 1);    /* 501 */
 	assert_int_equal(ctl("--api-socket", s, "request", "GET", "/v1/vm", NULL), 0);
 	assert_int_equal(ctl("--api-socket", s, "request", "PUT", "/v1/vm/balloon",

@@ -274,6 +274,92 @@ static void test_offsets(void **state)
 	assert_int_equal(try_open(f, true, 0), 0);
 }
 
+static void count_snap(void *opaque, const struct qcow2_snapshot *s)
+{
+	int *n = opaque;
+
+	assert_string_equal(s->name, "abc");
+	assert_string_equal(s->id, "7");
+	assert_int_equal(s->vm_state_size, 0);
+	(*n)++;
+}
+
+/* A snapshot table entry at the end of the file: l1 (offset, size), the
+ * lengths of id, name and extra data; nb entries claimed by the header. */
+static void snap_entry(struct fx *f, uint64_t at, uint64_t l1_off, uint32_t l1_size,
+                       uint16_t id_len, uint16_t name_len, uint32_t extra_len, uint32_t nb)
+{
+	uint8_t e[40 + 16 + 4] = { 0 };
+
+	put64(e, l1_off);
+	put32(e + 8, l1_size);
+	e[12] = (uint8_t)(id_len >> 8);
+	e[13] = (uint8_t)id_len;
+	e[14] = (uint8_t)(name_len >> 8);
+	e[15] = (uint8_t)name_len;
+	put32(e + 36, extra_len);
+	put64(e + 48, 16 * MIB); /* disk size */
+	memcpy(e + 56, "7abc", 4);
+	patch(f, at, e, sizeof(e));
+	patch32(f, 60, nb);
+	patch64(f, 64, at);
+}
+
+/* Hostile snapshot tables are refused at open (without allocating what the
+ * file does not hold): too many entries for the table, entries running past
+ * the end of the file, names longer than the table, huge extra data, L1
+ * tables outside the file. A well-formed entry is listed. */
+static void test_snapshot_table(void **state)
+{
+	struct fx *f = *state;
+	struct blk_disk *d;
+	struct stat st;
+	uint64_t end, l1;
+	int n = 0;
+
+	make(f, 512, 3, NULL, NULL);
+	assert_int_equal(stat(f->path, &st), 0);
+	end = ((uint64_t)st.st_size + 511) & ~511ULL;
+	l1 = read64(f, 40);
+	snap_entry(f, end, l1, 1, 1, 3, 16, 1);
+	assert_int_equal(try_open(f, true, 0), 0);
+	assert_int_equal(qcow2_open(&d, f->path, true, 0, f->aio, f->err, sizeof(f->err)), 0);
+	assert_int_equal(qcow2_snapshots(d, count_snap, &n), 0);
+	assert_int_equal(n, 1);
+	blk_close(d);
+	/* more entries than the table could hold: refused before allocating */
+	snap_entry(f, end, l1, 1, 1, 3, 16, 65536);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	assert_non_null(strstr(f->err, "snapshot table"));
+	snap_entry(f, end, l1, 1, 1, 3, 16, 2);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	/* name, ID or extra data longer than what is left of the file */
+	snap_entry(f, end, l1, 1, 1, 65535, 16, 1);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	snap_entry(f, end, l1, 1, 65535, 3, 16, 1);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	snap_entry(f, end, l1, 1, 1, 3, 2000, 1);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	snap_entry(f, end, l1, 1, 1, 3, 0xffffffffu, 1);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	/* the snapshot's L1 table: misaligned, past the end, too large */
+	snap_entry(f, end, l1 + 8, 1, 1, 3, 16, 1);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	snap_entry(f, end, 1ULL << 40, 1, 1, 3, 16, 1);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	snap_entry(f, end, l1, 0x7fffffffu, 1, 3, 16, 1);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	/* the entry cut short by the end of the file */
+	snap_entry(f, end, l1, 1, 1, 3, 16, 1);
+	assert_int_equal(truncate(f->path, (off_t)end + 50), 0);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	assert_int_equal(truncate(f->path, (off_t)end + 30), 0);
+	assert_int_equal(try_open(f, true, 0), -EINVAL);
+	/* no table left: fine again */
+	patch32(f, 60, 0);
+	assert_int_equal(try_open(f, true, 0), 0);
+}
+
 static void test_features(void **state)
 {
 	struct fx *f = *state;
@@ -500,7 +586,7 @@ int main(void)
 		T(test_valid),        T(test_magic_version), T(test_cluster_bits),
 		T(test_sizes),        T(test_offsets),       T(test_features),
 		T(test_corrupt_dirty), T(test_backing),      T(test_extensions),
-		T(test_create_errors),
+		T(test_create_errors), T(test_snapshot_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,8 +2,9 @@
  * writes through the driver with io_uring and with the synchronous engine,
  * allocation with every refcount width, zero clusters and discard, backing
  * chains, refcount table growth, resize, the check and its repairs, lazy
- * refcounts after a crash, corrupt tables (errors, the corrupt bit), and the
- * guard on probed raw images. */
+ * refcounts after a crash, corrupt tables (errors, the corrupt bit), the
+ * guard on probed raw images, internal snapshots (copy-on-write of shared
+ * L2 tables and data clusters) and compressed writes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -633,6 +634,198 @@ static void test_lazy_crash(void **state)
 	check(f, f->path, 0, 0);
 }
 
+/* Internal snapshots through the driver: writes after a snapshot copy the
+ * shared L2 tables and data clusters first (partial and whole clusters,
+ * across L2 tables, over a preallocated zero cluster); applying shows the
+ * snapshot's data; deleting the last one makes writes go in place again;
+ * the check is clean after every step. */
+static void test_snapshot_cow(void **state)
+{
+	struct fx *f = *state;
+	struct blk_disk *d;
+	struct stat st1, st2;
+
+	for (uint32_t cs = 512; cs <= 65536; cs *= 128) {
+		make(f, f->path, 8 * MIB, cs, 0, 3, NULL, NULL);
+		d = open_q(f, f->path, false, 0);
+		write_pat(f, d, 0, 2 * MIB, 1);
+		write_pat(f, d, 3 * MIB, 64 * KIB, 5);
+		assert_int_equal(zero(f, d, 3 * MIB, 64 * KIB, false), 64 * KIB);
+		assert_int_equal(qcow2_snapshot_create(d, "one"), 0);
+		assert_int_equal(qcow2_snapshot_create(d, "one"), -EEXIST);
+		assert_int_equal(qcow2_snapshot_create(d, ""), -EINVAL);
+		write_pat(f, d, 1000, 3000, 2);
+		write_pat(f, d, 64 * KIB, 512 * KIB, 2);
+		write_pat(f, d, 3 * MIB + 512, 1024, 3);
+		expect(f, d, 0, 1000, 1);
+		expect(f, d, 1000, 3000, 2);
+		expect(f, d, 64 * KIB, 512 * KIB, 2);
+		expect(f, d, 3 * MIB, 512, 0);
+		expect(f, d, 3 * MIB + 512, 1024, 3);
+		assert_int_equal(flush(f, d), 0);
+		blk_close(d);
+		check(f, f->path, 0, 0);
+
+		d = open_q(f, f->path, false, 0);
+		assert_int_equal(qcow2_snapshot_apply(d, "one"), 0);
+		expect(f, d, 0, 2 * MIB, 1);
+		expect(f, d, 3 * MIB, 64 * KIB, 0);
+		write_pat(f, d, 0, 4096, 4);
+		expect(f, d, 0, 4096, 4);
+		blk_close(d);
+		check(f, f->path, 0, 0);
+
+		d = open_q(f, f->path, false, 0);
+		assert_int_equal(qcow2_snapshot_apply(d, "1"), 0); /* by ID */
+		expect(f, d, 0, 2 * MIB, 1);
+		assert_int_equal(qcow2_snapshot_apply(d, "two"), -ENOENT);
+		assert_int_equal(qcow2_snapshot_delete(d, "one"), 0);
+		assert_int_equal(qcow2_snapshot_delete(d, "one"), -ENOENT);
+		expect(f, d, 0, 2 * MIB, 1);
+		blk_close(d);
+		check(f, f->path, 0, 0);
+
+		/* nothing shared any more: writes go in place */
+		assert_int_equal(stat(f->path, &st1), 0);
+		d = open_q(f, f->path, false, 0);
+		write_pat(f, d, 0, 2 * MIB, 6);
+		blk_close(d);
+		assert_int_equal(stat(f->path, &st2), 0);
+		assert_int_equal(st1.st_size, st2.st_size);
+		check(f, f->path, 0, 0);
+	}
+}
+
+/* Many snapshots, each with its own writes, deleted out of order. */
+static void test_snapshot_many(void **state)
+{
+	struct fx *f = *state;
+	struct blk_disk *d;
+	char name[16];
+
+	make(f, f->path, 2 * MIB, 512, 0, 2, NULL, NULL);
+	d = open_q(f, f->path, false, 0);
+	for (int i = 1; i <= 12; i++) {
+		write_pat(f, d, (uint64_t)i * 64 * KIB, 100 * KIB, (uint8_t)i);
+		snprintf(name, sizeof(name), "s%d", i);
+		assert_int_equal(qcow2_snapshot_create(d, name), 0);
+	}
+	blk_close(d);
+	check(f, f->path, 0, 0);
+	d = open_q(f, f->path, false, 0);
+	for (int i = 1; i <= 12; i += 2) {
+		snprintf(name, sizeof(name), "s%d", i);
+		assert_int_equal(qcow2_snapshot_delete(d, name), 0);
+	}
+	assert_int_equal(qcow2_snapshot_apply(d, "s6"), 0);
+	expect(f, d, 6 * 64 * KIB, 100 * KIB, 6);
+	expect(f, d, 5 * 64 * KIB, 64 * KIB, 5);
+	expect(f, d, 6 * 64 * KIB + 100 * KIB, 64 * KIB, 0);
+	write_pat(f, d, 0, 2 * MIB, 9);
+	blk_close(d);
+	check(f, f->path, 0, 0);
+}
+
+/* A COPIED flag left on an entry of a shared L2 table (a damaged or
+ * hostile image) does not make a write land in the snapshot's cluster. */
+static void test_snapshot_stale_copied(void **state)
+{
+	struct fx *f = *state;
+	struct blk_disk *d;
+	uint64_t l1, l2;
+
+	make(f, f->path, 4 * MIB, 0, 0, 3, NULL, NULL);
+	d = open_q(f, f->path, false, 0);
+	write_pat(f, d, 0, 64 * KIB, 1);
+	assert_int_equal(qcow2_snapshot_create(d, "s"), 0);
+	blk_close(d);
+	l2 = first_l2(f, &l1);
+	poke64(f, l2, peek64(f, l2) | (1ULL << 63));
+	d = open_q(f, f->path, false, 0);
+	write_pat(f, d, 0, 4096, 2);
+	expect(f, d, 0, 4096, 2);
+	assert_int_equal(qcow2_snapshot_apply(d, "s"), 0);
+	expect(f, d, 0, 64 * KIB, 1);
+	blk_close(d);
+	check(f, f->path, 0, 0);
+}
+
+/* A refcount width that cannot count a second reference: the snapshot is
+ * refused and the image left as it was. */
+static void test_snapshot_refcount_width(void **state)
+{
+	struct fx *f = *state;
+	struct blk_disk *d;
+
+	make(f, f->path, 4 * MIB, 0, 1, 3, NULL, NULL);
+	d = open_q(f, f->path, false, 0);
+	write_pat(f, d, 0, 200 * KIB, 1);
+	assert_int_equal(qcow2_snapshot_create(d, "s"), -ERANGE);
+	expect(f, d, 0, 200 * KIB, 1);
+	write_pat(f, d, 100 * KIB, 4 * KIB, 2);
+	blk_close(d);
+	check(f, f->path, 0, 0);
+	d = open_q(f, f->path, true, 0);
+	assert_int_equal(qcow2_snapshot_create(d, "s"), -EROFS);
+	blk_close(d);
+}
+
+static void fill_text(uint8_t *b, size_t len, uint64_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		b[i] = (uint8_t)("0123456789\n"[(i + seed) % 11]);
+}
+
+/* Compressed writes: compressible clusters shrink (zlib and zstd),
+ * incompressible ones are written plainly, both read back; overwriting a
+ * compressed cluster copies it; misaligned or partial writes are refused. */
+static void test_compressed_write(void **state)
+{
+	struct fx *f = *state;
+
+	for (uint8_t type = 0; type <= 1; type++) {
+		struct qcow2_create_opts o = { .size = 4 * MIB, .cluster_size = 4096,
+			                       .compression = type };
+		struct qcow2_check_res r;
+		struct blk_disk *d;
+		uint8_t *b = malloc(64 * KIB), *got = malloc(64 * KIB);
+		struct stat st;
+
+		assert_non_null(b);
+		assert_non_null(got);
+		assert_int_equal(qcow2_create(f->path, &o, f->err, sizeof(f->err)), 0);
+		d = open_q(f, f->path, false, 0);
+		for (uint64_t c = 0; c < 256; c++) {
+			if (c % 16 == 15)
+				fill(b, 4096, c * 4096, 7); /* does not shrink */
+			else
+				fill_text(b, 4096, c);
+			assert_int_equal(qcow2_write_compressed(d, c * 4096, b), 0);
+		}
+		assert_int_equal(qcow2_write_compressed(d, 100, b), -EINVAL);
+		assert_int_equal(qcow2_write_compressed(d, 4 * MIB, b), -EINVAL);
+		for (uint64_t c = 0; c < 256; c++) {
+			if (c % 16 == 15)
+				fill(b, 4096, c * 4096, 7);
+			else
+				fill_text(b, 4096, c);
+			assert_int_equal(rd(f, d, got, 4096, c * 4096), 4096);
+			assert_memory_equal(got, b, 4096);
+		}
+		write_pat(f, d, 8192 + 100, 200, 3);
+		expect(f, d, 8192 + 100, 200, 3);
+		assert_int_equal(qcow2_check(d, QCOW2_REPAIR_NONE, NULL, &r), 0);
+		assert_int_equal(r.corruptions + r.leaks, 0);
+		assert_true(r.compressed > 200);
+		blk_close(d);
+		check(f, f->path, 0, 0);
+		assert_int_equal(stat(f->path, &st), 0);
+		assert_true(st.st_size < 512 * KIB);
+		free(b);
+		free(got);
+	}
+}
+
 static void test_resize(void **state)
 {
 	struct fx *f = *state;
@@ -767,6 +960,12 @@ int main(void)
 		T(test_corrupt_tables, setup_sync),
 		T(test_check_repair, setup_sync),
 		T(test_lazy_crash, setup_sync),
+		T(test_snapshot_cow, setup_uring),
+		T(test_snapshot_cow, setup_sync),
+		T(test_snapshot_many, setup_sync),
+		T(test_snapshot_stale_copied, setup_sync),
+		T(test_snapshot_refcount_width, setup_sync),
+		T(test_compressed_write, setup_sync),
 		T(test_resize, setup_uring),
 		T(test_probe_guard, setup_sync),
 		T(test_locking, setup_sync),

@@ -10,6 +10,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
@@ -21,11 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "block/aio.h"
+#include "block/overlay.h"
 #include "virtio/blk.h"
 #include "virtio/virtio.h"
 #include "vm/evloop.h"
@@ -1712,7 +1715,7 @@ static void test_parse_opts(void **state)
 		{ "path=a,iops=0", "--disk: iops must be a positive integer, not '0'" },
 		{ "path=a,bps=-1", "--disk: bps must be a positive integer, not '-1'" },
 		{ "path=a,cache=none",
-		  "--disk: unknown key 'cache' (path, format, readonly, serial, iops, bps)" },
+		  "--disk: unknown key 'cache' (path, format, readonly, serial, iops, bps, overlay)" },
 		{ "path=a,averyveryverylongkey=1", NULL },
 		{ "=a", NULL },
 		{ ",path=a", NULL },
@@ -1765,6 +1768,202 @@ static void test_create_errors(void **state)
 	virtio_blk_destroy(NULL);
 }
 
+/* ---- live switch to an overlay ---- */
+
+static void write_sector(struct fixture *f, uint64_t sector, uint8_t byte)
+{
+	uint64_t data = galloc(f, 512), status = status_byte(f);
+
+	memset(gptr(f, data, 512), byte, 512);
+	assert_int_equal(submit(f, req_rw(f, VIRTIO_BLK_T_OUT, sector, data, 512, status), status),
+	                 VIRTIO_BLK_S_OK);
+}
+
+/* The first byte of sector as the guest reads it (all 512 must be equal). */
+static uint8_t read_sector(struct fixture *f, uint64_t sector)
+{
+	uint64_t data = galloc(f, 512), status = status_byte(f);
+	uint8_t *p = gptr(f, data, 512);
+
+	assert_int_equal(submit(f, req_rw(f, VIRTIO_BLK_T_IN, sector, data, 512, status), status),
+	                 VIRTIO_BLK_S_OK);
+	for (int i = 1; i < 512; i++)
+		assert_int_equal(p[i], p[0]);
+	return p[0];
+}
+
+static uint8_t image_byte(struct fixture *f, uint64_t off)
+{
+	uint8_t b;
+
+	disk_read(f, &b, 1, off);
+	return b;
+}
+
+static void test_overlay_switch(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_blk *other = NULL;
+	uint16_t want;
+	char opath[PATH_MAX];
+
+	write_sector(f, 100, 0xa5);
+	/* requests the guest sent before the pause: prepare waits for them */
+	for (int i = 0; i < 4; i++) {
+		uint64_t data = galloc(f, 512), status = status_byte(f);
+		memset(gptr(f, data, 512), 0xb0 + i, 512);
+		avail_add(f, req_rw(f, VIRTIO_BLK_T_OUT, 300 + (uint64_t)i, data, 512, status));
+	}
+	want = (uint16_t)(used_idx(f) + 4);
+	kick(f);
+	assert_int_equal(virtio_blk_overlay_prepare(f->vb, f->err, sizeof(f->err)), 0);
+	assert_int_equal(used_idx(f), want);
+	assert_int_equal(virtio_blk_inflight(f->vb), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(image_byte(f, (300 + (uint64_t)i) * 512), 0xb0 + i);
+	/* prepared: still on the image, which nobody may write now */
+	assert_string_equal(virtio_blk_path(f->vb), f->path);
+	assert_int_equal(create_device(f, &other), -EBUSY);
+	virtio_blk_overlay_commit(f->vb);
+	snprintf(opath, sizeof(opath), "%s", virtio_blk_path(f->vb));
+	assert_int_equal(strncmp(opath, f->path, strlen(f->path)), 0);
+	assert_non_null(strstr(opath, ".qcow2"));
+	assert_string_equal(virtio_blk_format(f->vb), "qcow2");
+	assert_int_equal(virtio_blk_capacity(f->vb), DISK_SECTORS);
+	/* the guest sees the same disk and goes on writing to the overlay */
+	assert_int_equal(read_sector(f, 100), 0xa5);
+	assert_int_equal(read_sector(f, 301), 0xb1);
+	write_sector(f, 100, 0x5a);
+	write_sector(f, 2000, 0x77);
+	assert_int_equal(read_sector(f, 100), 0x5a);
+	assert_int_equal(read_sector(f, 2000), 0x77);
+	assert_int_equal(image_byte(f, 100 * 512), 0xa5);
+	assert_int_equal(image_byte(f, 2000 * 512), pattern(2000 * 512));
+	/* the image is a backing file: readers may come, writers not */
+	f->p = &p_ro;
+	assert_int_equal(create_device(f, &other), 0);
+	virtio_blk_destroy(other);
+	f->p = &p_sync;
+	assert_int_equal(create_device(f, &other), -EBUSY);
+	/* an overlay of the overlay */
+	assert_int_equal(virtio_blk_overlay_prepare(f->vb, f->err, sizeof(f->err)), 0);
+	virtio_blk_overlay_commit(f->vb);
+	assert_string_not_equal(virtio_blk_path(f->vb), opath);
+	write_sector(f, 100, 0x33);
+	assert_int_equal(read_sector(f, 100), 0x33);
+	assert_int_equal(read_sector(f, 2000), 0x77);
+	unlink(virtio_blk_path(f->vb));
+	unlink(opath);
+}
+
+static void test_overlay_abort(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_blk *other = NULL;
+	char opath[PATH_MAX];
+	time_t now = time(NULL);
+
+	assert_int_equal(virtio_blk_overlay_prepare(f->vb, f->err, sizeof(f->err)), 0);
+	assert_int_equal(virtio_blk_overlay_prepare(f->vb, f->err, sizeof(f->err)), -EBUSY);
+	virtio_blk_overlay_abort(f->vb);
+	/* the overlay is gone, the device on its image, writable, write-locked */
+	for (time_t t = now; t <= time(NULL); t++) {
+		assert_int_equal(blk_overlay_name(f->path, t, 0, opath, sizeof(opath)), 0);
+		assert_int_equal(access(opath, F_OK), -1);
+	}
+	assert_string_equal(virtio_blk_path(f->vb), f->path);
+	write_sector(f, 7, 0x42);
+	assert_int_equal(image_byte(f, 7 * 512), 0x42);
+	f->p = &p_ro;
+	assert_int_equal(create_device(f, &other), -EBUSY);
+	f->p = &p_sync;
+	virtio_blk_overlay_abort(f->vb); /* nothing prepared: nothing happens */
+	virtio_blk_overlay_commit(f->vb);
+	assert_string_equal(virtio_blk_path(f->vb), f->path);
+}
+
+static void test_overlay_readonly(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(virtio_blk_overlay_prepare(f->vb, f->err, sizeof(f->err)), -EINVAL);
+	assert_null(strchr(f->err, '\n'));
+	assert_string_equal(virtio_blk_path(f->vb), f->path);
+}
+
+/* --disk ...,overlay=on: the image is a read-only base from the start. */
+static void test_overlay_option(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_blk_opts o;
+	struct virtio_blk *vb = NULL, *vb2 = NULL;
+	char arg[256], p1[PATH_MAX];
+	uint64_t sum = disk_sum(f);
+
+	virtio_blk_destroy(f->vb); /* the fixture's device lets go of the image */
+	f->vb = NULL;
+	snprintf(arg, sizeof(arg), "path=%s,overlay=on", f->path);
+	assert_int_equal(virtio_blk_parse_opts(&o, arg, f->err, sizeof(f->err)), 0);
+	assert_true(o.overlay);
+	o.sync_io = true;
+	assert_int_equal(virtio_blk_create(&vb, &o, f->loop, f->err, sizeof(f->err)), 0);
+	snprintf(p1, sizeof(p1), "%s", virtio_blk_path(vb));
+	assert_string_not_equal(p1, f->path);
+	assert_string_equal(virtio_blk_format(vb), "qcow2");
+	assert_int_equal(virtio_blk_capacity(vb), DISK_SECTORS);
+	/* twice over the same base: each its own overlay */
+	assert_int_equal(virtio_blk_create(&vb2, &o, f->loop, f->err, sizeof(f->err)), 0);
+	assert_string_not_equal(virtio_blk_path(vb2), p1);
+	unlink(virtio_blk_path(vb2));
+	virtio_blk_destroy(vb2);
+	f->vb = vb;
+	f->vdev.priv = vb;
+	reset_device(f);
+	start_device(f, 0);
+	{
+		uint64_t data = galloc(f, 512), status = status_byte(f);
+		uint8_t *p = gptr(f, data, 512);
+		assert_int_equal(submit(f, req_rw(f, VIRTIO_BLK_T_IN, 5, data, 512, status), status),
+		                 VIRTIO_BLK_S_OK);
+		for (int i = 0; i < 512; i++)
+			assert_int_equal(p[i], pattern(5 * 512 + (uint64_t)i)); /* the base's bytes */
+	}
+	write_sector(f, 5, 0x99);
+	assert_int_equal(read_sector(f, 5), 0x99);
+	assert_int_equal(disk_sum(f), sum);
+	unlink(p1);
+	/* not with readonly=on */
+	snprintf(arg, sizeof(arg), "path=%s,overlay=on,readonly=on", f->path);
+	assert_int_equal(virtio_blk_parse_opts(&o, arg, f->err, sizeof(f->err)), 0);
+	assert_int_equal(virtio_blk_create(&vb2, &o, f->loop, f->err, sizeof(f->err)), -EINVAL);
+	assert_null(strchr(f->err, '\n'));
+	assert_int_equal(virtio_blk_parse_opts(&o, "path=a,overlay=yes", f->err, sizeof(f->err)),
+	                 -EINVAL);
+	assert_string_equal(f->err, "--disk: overlay must be on or off, not 'yes'");
+}
+
+static void test_format_opts(void **state)
+{
+	static const char *const args[] = {
+		"path=/a/b.img",
+		"path=a,,b,,,format=qcow2,readonly=on,serial=S,,N 1,iops=5,bps=1048576,overlay=on",
+		"path=x,format=raw",
+	};
+	struct virtio_blk_opts o, o2;
+	char buf[PATH_MAX + 256], err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+		assert_int_equal(virtio_blk_parse_opts(&o, args[i], err, sizeof(err)), 0);
+		assert_int_equal(virtio_blk_format_opts(&o, buf, sizeof(buf)), 0);
+		assert_string_equal(buf, args[i]);
+		assert_int_equal(virtio_blk_parse_opts(&o2, buf, err, sizeof(err)), 0);
+		assert_memory_equal(&o, &o2, sizeof(o));
+	}
+	assert_int_equal(virtio_blk_format_opts(&o, buf, 8), -ENAMETOOLONG);
+	assert_int_equal(virtio_blk_format_opts(&o, buf, 0), -ENAMETOOLONG);
+}
+
 #define T(fn, p) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&(p))
 
 int main(void)
@@ -1813,7 +2012,13 @@ int main(void)
 		T(test_load_data_outside_ram, p_sync),
 		T(test_odd_size_image, p_sync),
 		T(test_create_errors, p_sync),
+		T(test_overlay_switch, p_sync),
+		T(test_overlay_switch, p_uring),
+		T(test_overlay_abort, p_sync),
+		T(test_overlay_readonly, p_ro),
+		T(test_overlay_option, p_sync),
 		cmocka_unit_test(test_parse_opts),
+		cmocka_unit_test(test_format_opts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
