@@ -15,14 +15,17 @@
  * the last queue-size rx buffers vhost took are marked as written too
  * (virtio_vsock_quiesce); the buffers the guest has not looked at yet are
  * among them (a driver cannot have more buffers out than the queue size).
+ * Buffers the guest already took off the ring (packets waiting in a socket)
+ * may arrive stale: those connections are reset, see below.
  *
- * The guest CID: a migration's destination on the same host cannot have it
- * until the source exits after handing over, so it runs without it and
- * claims it from the event loop, retrying for a while (the source keeps it,
- * and its vhost device, until the destination has taken over: a failed
- * switch-over resumes the source with vsock intact). Once the CID is ours a
- * restored or migrated guest gets VIRTIO_VSOCK_EVENT_TRANSPORT_RESET: its
- * connections are gone, and it re-reads its CID (virtio 1.2, 5.10.6.6). */
+ * A restored or migrated guest gets VIRTIO_VSOCK_EVENT_TRANSPORT_RESET as the
+ * device restarts, before its vCPUs run again: its connections are gone and
+ * it re-reads its CID (virtio 1.2, 5.10.6.6). The CID: a migration's
+ * destination on the same host cannot have it until the source exits after
+ * handing over, so it runs without it (vhost drops the guest's packets) and
+ * claims it from the event loop, retrying for a while. The source keeps the
+ * CID and its vhost device until the destination has taken over: a failed
+ * switch-over resumes it with vsock and its connections intact. */
 #include "virtio/vsock.h"
 
 #include <errno.h>
@@ -51,6 +54,11 @@
 #define LOG_PAGE 4096ULL /* VHOST_PAGE_SIZE */
 #define TICK_NS 50000000L                 /* retry the CID / the reset event every 50 ms */
 #define CLAIM_WINDOW_NS 30000000000ULL    /* for at most 30 s of the VM running */
+/* The source's vhost device lets go of the CID as it closes, then resets the
+ * host's sockets connected to the CID, unless someone holds the CID again by
+ * then: the destination waits a little before its first try, so that host
+ * peers of the guest's old connections learn they are gone. */
+#define CLAIM_DELAY_NS 250000000ULL
 
 struct virtio_vsock {
 	int fd;
@@ -77,7 +85,7 @@ struct virtio_vsock {
 	bool cid_pending; /* the CID still belongs to another vhost device */
 	bool announce;    /* the guest is to get a transport reset */
 	int timer_fd;
-	uint64_t deadline_ns;
+	uint64_t deadline_ns, claim_after_ns;
 };
 
 int virtio_vsock_parse(const char *opts, uint64_t *cid, char *err, size_t errlen)
@@ -316,24 +324,6 @@ fail:;
 	return rc;
 }
 
-static int vsock_activate(void *priv, struct virtio_dev *vd)
-{
-	struct virtio_vsock *v = priv;
-	pthread_mutex_lock(&v->lock);
-	int rc = vhost_start(v, vd);
-	pthread_mutex_unlock(&v->lock);
-	return rc;
-}
-
-static void vsock_reset(void *priv)
-{
-	struct virtio_vsock *v = priv;
-	pthread_mutex_lock(&v->lock);
-	vsock_stop(v);
-	v->quiesced = false;
-	pthread_mutex_unlock(&v->lock);
-}
-
 /* Put VIRTIO_VSOCK_EVENT_TRANSPORT_RESET into the guest's next event buffer
  * (vd->lock and v->lock held). 1 sent, 0 no buffer yet, -1 cannot be sent. */
 static int announce_reset(struct virtio_dev *vd)
@@ -366,8 +356,36 @@ static int announce_reset(struct virtio_dev *vd)
 	return rc < 0 ? -1 : rc;
 }
 
-/* Event loop: claim a CID the migration source still held, then tell a restored
- * or migrated guest that its connections are gone. */
+static int vsock_activate(void *priv, struct virtio_dev *vd)
+{
+	struct virtio_vsock *v = priv;
+	pthread_mutex_lock(&v->lock);
+	int rc = vhost_start(v, vd);
+	if (!rc && v->announce) {
+		/* restored or migrated: before the guest runs again if it has an event
+		 * buffer (else from the timer), so that no program reads data of its
+		 * old connections (vhost does not log the rx data it writes) */
+		int sent = announce_reset(vd);
+		if (sent == 1)
+			log_info("vsock: transport reset sent to the guest");
+		if (sent != 0)
+			v->announce = false;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+static void vsock_reset(void *priv)
+{
+	struct virtio_vsock *v = priv;
+	pthread_mutex_lock(&v->lock);
+	vsock_stop(v);
+	v->quiesced = false;
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* Event loop: claim a CID the migration source still held; tell a restored or
+ * migrated guest that its connections are gone if activation could not. */
 static void vsock_tick(void *opaque, uint32_t events)
 {
 	struct virtio_vsock *v = opaque;
@@ -380,10 +398,12 @@ static void vsock_tick(void *opaque, uint32_t events)
 	if (vd)
 		pthread_mutex_lock(&vd->lock);
 	pthread_mutex_lock(&v->lock);
-	if (!v->deadline_ns)
+	if (!v->deadline_ns) {
 		v->deadline_ns = now + CLAIM_WINDOW_NS;
+		v->claim_after_ns = now + CLAIM_DELAY_NS;
+	}
 	bool late = now >= v->deadline_ns;
-	if (v->cid_pending) {
+	if (v->cid_pending && now >= v->claim_after_ns) {
 		if (ioctl(v->fd, VHOST_VSOCK_SET_GUEST_CID, &v->cid) == 0) {
 			v->cid_pending = false;
 			log_info("vsock: cid %llu claimed", (unsigned long long)v->cid);
@@ -394,7 +414,7 @@ static void vsock_tick(void *opaque, uint32_t events)
 			         errno == EADDRINUSE ? "still in use by another VM" : strerror(errno));
 		}
 	}
-	if (!v->cid_pending && v->announce) {
+	if (v->announce) {
 		/* a device the restore did not start has no connections to reset */
 		int rc = vd ? announce_reset(vd) : -1;
 		if (rc == 1)
@@ -425,7 +445,8 @@ static int vsock_load(void *priv, struct sbuf *in)
 	/* the CID comes from the command line; a snapshot of another CID is refused */
 	if (in->err || cid != v->cid)
 		return -EINVAL;
-	/* the guest's connections stayed behind: tell it once it runs (and the CID is ours) */
+	/* the guest's connections stayed behind: tell it as the device restarts (the
+	 * transport activates it next) or, without an event buffer then, from the timer */
 	pthread_mutex_lock(&v->lock);
 	v->announce = true;
 	int rc = arm_timer(v);
@@ -529,11 +550,8 @@ void virtio_vsock_log_collect(struct virtio_vsock *v, uint64_t gpa, uint64_t len
 	if (!v)
 		return;
 	pthread_mutex_lock(&v->lock);
-	if (v->log) {
-		uint64_t k = virtio_vsock_log_take(v->log, v->log_pages, gpa, len, bitmap);
-		v->logged += k;
-		log_debug("XXX vsock collect gpa %llx len %llx: %llu", (unsigned long long)gpa, (unsigned long long)len, (unsigned long long)k);
-	}
+	if (v->log)
+		v->logged += virtio_vsock_log_take(v->log, v->log_pages, gpa, len, bitmap);
 	pthread_mutex_unlock(&v->lock);
 }
 
