@@ -13,7 +13,11 @@
  * image consistent whenever the process dies (refcount blocks, then L2
  * tables, then the L1 table; reference drops only once the tables that no
  * longer point at a cluster are on disk), with fdatasync between dependent
- * steps, so `qemu-img check` finds at most leaked clusters after a crash. */
+ * steps, so `qemu-img check` finds at most leaked clusters after a crash.
+ *
+ * Internal snapshots (qcow2_snapshot.c) share clusters with the active
+ * tables; a write copies any L2 table or data cluster whose COPIED flag (and
+ * its L1 entry's) is not set, so a snapshot never changes under writes. */
 #ifndef CVISOR_BLOCK_QCOW2_H
 #define CVISOR_BLOCK_QCOW2_H
 
