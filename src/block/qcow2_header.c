@@ -606,11 +606,17 @@ out:
 	return rc;
 }
 
-int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *err, size_t errlen)
+int qcow2_create(const char *path, const struct qcow2_create_opts *opts, char *err, size_t errlen)
 {
 	char msg[256];
 	uint32_t cbits, order;
 	int fd, rc;
+	/* the virtual size is rounded up to whole 512-byte sectors, as qemu-img does:
+	 * readers that count sectors would otherwise see a shorter disk */
+	struct qcow2_create_opts rounded = *opts;
+	const struct qcow2_create_opts *o = &rounded;
+	if (rounded.size <= UINT64_MAX - 511)
+		rounded.size = (rounded.size + 511) & ~511ULL;
 
 	rc = create_check(o, &cbits, &order, msg, sizeof(msg));
 	if (rc < 0) {

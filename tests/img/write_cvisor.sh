@@ -21,6 +21,10 @@ for o in cluster_size=512 cluster_size=4k cluster_size=64k cluster_size=2M refco
 	"$CVISOR" img convert -O qcow2 -o $o base.raw out.qcow2 >/dev/null 2>&1
 	ok convert:$o both out.qcow2 base.raw
 done
+# a raw file of an odd size: the qcow2 rounds up to whole sectors, as qemu-img's does
+head -c 1000000 base.raw >odd.raw
+"$CVISOR" img convert -O qcow2 odd.raw odd.qcow2 >/dev/null 2>&1
+ok convert:odd_size both odd.qcow2 odd.raw
 "$QEMU_IMG" create -q -f qcow2 -b base.raw -F raw chain.qcow2
 "$QEMU_IO" -f qcow2 -c 'write -P 0x12 1M 1M' -c 'write -z 3M 64k' chain.qcow2 >/dev/null
 "$QEMU_IMG" convert -O raw chain.qcow2 chain.raw
