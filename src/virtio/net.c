@@ -47,7 +47,7 @@
 #define RX_MAX_IOV 1024       /* IOV_MAX: readv takes no more */
 #define RX_BATCH 64           /* frames per turn of the event loop */
 #define TX_BATCH 256
-#define STATE_VERSION 1
+#define STATE_VERSION 2 /* 2: a frame held in the bounce buffer travels too */
 #define NSEC 1000000000ULL
 
 enum { DIR_RX, DIR_TX };
@@ -656,6 +656,9 @@ static void net_save(void *priv, struct sbuf *out)
 	sbuf_put_u32(out, n->mtu);
 	for (size_t i = 0; i < sizeof(n->st) / sizeof(uint64_t); i++)
 		sbuf_put_u64(out, c[i]);
+	/* a received frame still waiting for guest buffers is part of the state */
+	sbuf_put_u32(out, n->held_len);
+	sbuf_put(out, n->bounce, n->held_len);
 }
 
 static int net_load(void *priv, struct sbuf *in)
@@ -672,8 +675,14 @@ static int net_load(void *priv, struct sbuf *in)
 	mtu = sbuf_get_u32(in);
 	for (size_t i = 0; i < sizeof(st) / sizeof(uint64_t); i++)
 		c[i] = sbuf_get_u64(in);
-	if (in->err || ver != STATE_VERSION || status > 0xffff || mtu > 0xffff || (mac[0] & 1))
+	uint32_t held = sbuf_get_u32(in);
+	if (in->err || ver != STATE_VERSION || status > 0xffff || mtu > 0xffff || (mac[0] & 1) ||
+	    held > BOUNCE_LEN || (held && held <= HDR))
 		return -EINVAL;
+	sbuf_get(in, n->bounce, held);
+	if (in->err)
+		return -EINVAL;
+	n->held_len = held;
 	memcpy(n->mac, mac, 6);
 	n->status = (uint16_t)status;
 	n->mtu = (uint16_t)mtu;
