@@ -52,6 +52,7 @@ struct api_migrate {
 	const char *key_file;        /* pre-shared key for HMAC-SHA256 on the stream */
 	const char *compress;
 	uint64_t max_bandwidth_mbps; /* MB/s (10^6 bytes/s); 0: no cap */
+	uint64_t max_downtime_ms;    /* the switch-over budget; 0: the default (50 ms) */
 };
 
 /* A live change of one device's rate limits (PATCH /v1/vm/disks|nets/{id}).

@@ -340,8 +340,8 @@ static void ctl_usage(FILE *f)
 	      "  snapshot DIR [--disk-overlay]   save the VM to DIR; --disk-overlay: freeze the\n"
 	      "                                  disks with it, the VM goes on on new overlays\n"
 	      "  migrate tcp:HOST:PORT [--key-file F] [--compress zstd] [--max-bandwidth MBPS]\n"
-	      "                                  live-migrate the VM (key: HMAC on the stream;\n"
-	      "                                  bandwidth cap in MB/s)\n"
+	      "          [--max-downtime MS]     live-migrate the VM (key: HMAC on the stream;\n"
+	      "                                  bandwidth cap in MB/s; downtime budget, 50 ms)\n"
 	      "  migrate-cancel                  cancel a running migration\n"
 	      "  metrics                         Prometheus text\n"
 	      "  request METHOD PATH [BODY]      any request as it is; prints \"HTTP <status>\"\n"
@@ -397,7 +397,7 @@ static bool ctl_abspath(const char *path, char *out, size_t outlen)
 }
 
 /* Body for migrate: tcp:HOST:PORT, then --key-file F, --compress zstd|none,
- * --max-bandwidth MBPS. */
+ * --max-bandwidth MBPS, --max-downtime MS. */
 static bool ctl_migrate(struct json_object *o, char **args, int nargs)
 {
 	char key[PATH_MAX];
@@ -416,6 +416,8 @@ static bool ctl_migrate(struct json_object *o, char **args, int nargs)
 			json_object_object_add(o, "compress", json_object_new_string(args[i + 1]));
 		else if (!strcmp(args[i], "--max-bandwidth") && ctl_num(args[i + 1], &v))
 			json_object_object_add(o, "max_bandwidth_mbps", json_object_new_uint64(v));
+		else if (!strcmp(args[i], "--max-downtime") && ctl_num(args[i + 1], &v))
+			json_object_object_add(o, "max_downtime_ms", json_object_new_uint64(v));
 		else
 			return false;
 	}

@@ -348,6 +348,7 @@ static void h_migrate(const struct api_route *rt, const struct api_args *a, stru
 		.key_file = a->has[1] ? a->str[1] : NULL,
 		.compress = a->has[2] ? a->str[2] : NULL,
 		.max_bandwidth_mbps = a->has[3] ? a->u64[3] : 0,
+		.max_downtime_ms = a->has[4] ? a->u64[4] : 0,
 	};
 
 	if (!valid_tcp_uri(m.to))
@@ -356,6 +357,8 @@ static void h_migrate(const struct api_route *rt, const struct api_args *a, stru
 		api_reply_error(r, 400, "'key_file' must be absolute (the VMM's directory is not yours)");
 	else if (m.compress && strcmp(m.compress, "zstd") && strcmp(m.compress, "none"))
 		api_reply_error(r, 400, "'compress' must be zstd or none");
+	else if (a->has[4] && m.max_downtime_ms == 0)
+		api_reply_error(r, 400, "'max_downtime_ms' must be 1 to 60000");
 	else if (!a->b->migrate)
 		not_implemented(rt, r);
 	else
@@ -397,6 +400,7 @@ static const struct api_field migrate_fields[] = {
 	{ "key_file", API_STR, false, API_PATH_MAX },
 	{ "compress", API_STR, false, 16 },
 	{ "max_bandwidth_mbps", API_U64, false, 100000 }, /* MIGRATE_MAX_BANDWIDTH_MBPS */
+	{ "max_downtime_ms", API_U64, false, 60000 },
 	{ NULL },
 };
 

@@ -46,6 +46,8 @@
 #define GO_TIMEOUT_MS 30000   /* the destination's go after the configuration */
 #define DONE_TIMEOUT_MS 60000 /* its answer after the state */
 #define KICK_NS 10000000ULL   /* throttled vCPUs leave KVM_RUN this often */
+#define RUN_MAX_NS 50000000ULL /* a throttled vCPU's run counts up to this */
+#define SLEEP_STEP_NS 5000000ULL /* a throttled vCPU notices the switch-over this fast */
 
 enum mig_state { MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED };
 
@@ -158,6 +160,26 @@ static void kick_vcpus(struct vm *vm)
 		if (vm->vcpus[i].started)
 			pthread_kill(vm->vcpus[i].thread, SIGUSR1);
 	}
+}
+
+void migrate_throttle_vcpu(struct vm *vm, uint64_t *entered_ns)
+{
+	unsigned pct = atomic_load_explicit(&vm->throttle_pct, memory_order_relaxed);
+	if (!pct || pct >= 100) {
+		*entered_ns = 0;
+		return;
+	}
+	uint64_t now = ratelimit_now_ns();
+	uint64_t ran = *entered_ns ? now - *entered_ns : 0;
+	uint64_t end = now + (ran < RUN_MAX_NS ? ran : RUN_MAX_NS) * pct / (100 - pct);
+	/* in steps, not cut short by kicks; the switch-over sets pct to 0 */
+	while (now < end && atomic_load(&vm->throttle_pct) && !atomic_load(&vm->stopping)) {
+		uint64_t step = end - now < SLEEP_STEP_NS ? end - now : SLEEP_STEP_NS;
+		struct timespec ts = { 0, (long)step };
+		nanosleep(&ts, NULL);
+		now = ratelimit_now_ns();
+	}
+	*entered_ns = ratelimit_now_ns();
 }
 
 /* Throttled vCPUs only sleep when they leave KVM_RUN: kick them every 10 ms. */

@@ -45,6 +45,11 @@ int vm_migrate_cancel(struct vm *vm);
 void vm_migrate_info(struct vm *vm, struct json_object *out);
 /* Tear down (joins the thread). */
 void vm_migrate_destroy(struct vm *vm);
+/* Auto-converge, called by each vCPU thread before KVM_RUN: while the VM is
+ * throttled to pct%, sleep pct/(100-pct) times as long as the vCPU ran since
+ * *entered_ns (its last entry), so that it gets (100-pct)% of the time however
+ * late the migration thread's kicks come. */
+void migrate_throttle_vcpu(struct vm *vm, uint64_t *entered_ns);
 
 /* Destination, step 1: read key_file (NULL: no key), listen on
  * "tcp:HOST:PORT", take one connection, agree on the stream, read the

@@ -550,8 +550,15 @@ int snapshot_parse(struct snapshot_file *f, uint8_t *data, size_t len, char *err
 	memcpy(&format, f->data + 8, 4);
 	memcpy(&body, f->data + 28, 8);
 	if (format != FORMAT || strncmp((char *)f->data + 12, VERSION, 16)) {
-		snprintf(err, errlen, "%s comes from another cvisor version (%.16s, format %u); this is %s, "
-		         "format %d", what, (char *)f->data + 12, format, VERSION, FORMAT);
+		/* the version string as read, shown printable only: one line, no control bytes */
+		char ver[17];
+		for (int i = 0; i < 16; i++) {
+			uint8_t c = f->data[12 + i];
+			ver[i] = c >= 0x20 && c < 0x7f ? (char)c : c ? '?' : 0;
+		}
+		ver[16] = 0;
+		snprintf(err, errlen, "%s comes from another cvisor version (%s, format %u); this is %s, "
+		         "format %d", what, ver, format, VERSION, FORMAT);
 		goto fail;
 	}
 	if (body != f->len - HDR_LEN - 4) {

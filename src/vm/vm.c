@@ -599,6 +599,7 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
 	sigset_t kick;
+	uint64_t entered_ns = 0; /* last KVM_RUN while throttled */
 
 	sigemptyset(&kick);
 	sigaddset(&kick, SIG_KICK);
@@ -625,13 +626,8 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&vm->pause_lock);
-		/* live migration's auto-converge: give up pct% of the CPU (the
-		 * migration thread kicks vCPUs out of KVM_RUN every 10 ms) */
-		unsigned pct = atomic_load_explicit(&vm->throttle_pct, memory_order_relaxed);
-		if (pct) {
-			struct timespec ts = { 0, (long)pct * 100000L };
-			nanosleep(&ts, NULL);
-		}
+		/* live migration's auto-converge (vm/migrate.c) */
+		migrate_throttle_vcpu(vm, &entered_ns);
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

@@ -249,6 +249,7 @@ static int api_migrate(void *opaque, const struct api_migrate *m, char *err, siz
 		.key_file = m->key_file,
 		.compress = m->compress && !strcmp(m->compress, "zstd"),
 		.max_bandwidth_mbps = m->max_bandwidth_mbps,
+		.max_downtime_ms = m->max_downtime_ms,
 	};
 	return vm_migrate_start(opaque, &p, err, errlen);
 }

@@ -81,7 +81,7 @@ struct vm {
 	unsigned nr_parked;
 	struct kvm_clock_data clock; /* guest clock frozen while paused */
 	uint64_t start_ns;
-	_Atomic unsigned throttle_pct;  /* auto-converge: share of each 10 ms the vCPUs sleep */
+	_Atomic unsigned throttle_pct;  /* auto-converge: share of the time the vCPUs sleep */
 	struct migration *migration;   /* outgoing live migration, or NULL */
 };
 

@@ -549,6 +549,10 @@ static void test_bad_requests(void **state)
 		  400, "at most 100000" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"max_bandwidth_mbps\": \"5\"}",
 		  400, "must be an integer" },
+		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"max_downtime_ms\": 0}", 400,
+		  "'max_downtime_ms' must be 1 to 60000" },
+		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"max_downtime_ms\": 60001}", 400,
+		  "at most 60000" },
 		{ "PUT", "/v1/vm/migrate", "{\"key_file\": \"/k\"}", 400, "missing field 'to'" },
 		{ "PUT", "/v1/vm/migrate/cancel", "{\"x\": 1}", 400, "unknown field" },
 		{ "GET", "/v1/vm?verbose=1", NULL, 400, "query parameters" },
@@ -561,7 +565,8 @@ static void test_bad_requests(void **state)
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:[fe80::1]:4444\"}", 501,
 		  "not implemented yet" },
 		{ "PUT", "/v1/vm/migrate", "{\"to\": \"tcp:h:1\", \"key_file\": \"/k\", \"compress\": "
-		  "\"zstd\", \"max_bandwidth_mbps\": 100000}", 501, "not implemented yet" },
+		  "\"zstd\", \"max_bandwidth_mbps\": 100000, \"max_downtime_ms\": 300}", 501,
+		  "not implemented yet" },
 		{ "PUT", "/v1/vm/migrate/cancel", NULL, 501, "not implemented yet" },
 	};
 	(void)state;
@@ -1269,7 +1274,8 @@ static void test_ctl(void **state)
 	assert_int_equal(ctl("--api-socket", s, "snapshot", "a", "b", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", NULL), 1); /* 501 */
 	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--key-file", "k", "--compress",
-	                     "zstd", "--max-bandwidth", "8", NULL), 1); /* 501 */
+	                     "zstd", "--max-bandwidth", "8", "--max-downtime", "200", NULL), 1); /* 501 */
+	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--max-downtime", "-1", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--compress", "lz4", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--key-file", NULL), 2);
 	assert_int_equal(ctl("--api-socket", s, "migrate", "tcp:h:1", "--max-bandwidth", "x", NULL), 2);
