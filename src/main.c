@@ -108,9 +108,11 @@ static int cmd_run(int argc, char **argv)
 			}
 			break;
 		}
-		if (cfg.restore && !boots && cfg.restore_dir)
+		if (cfg.restore && !boots && cfg.restore_dir) {
 			log_info("restored from %s in %.1f ms (VMM side)", cfg.restore_dir,
 			         (ratelimit_now_ns() - t_start) / 1e6);
+			vm_announce(vm);
+		}
 		if (conn) {
 			if (migrate_receive(conn, vm_memory(vm), &snap, err, sizeof(err)) < 0 ||
 			    blk_take_deferred_locks(err, sizeof(err)) < 0 ||
@@ -123,6 +125,7 @@ static int cmd_run(int argc, char **argv)
 			}
 			migrate_incoming_reply(conn, true, NULL);
 			conn = NULL;
+			vm_announce(vm); /* only now: a refused takeover leaves the source in place */
 			log_info("migration received: the VM runs here now");
 		}
 		cfg.incoming = NULL; /* a reboot later boots the kernel afresh */

@@ -96,6 +96,8 @@ struct blk_driver {
 /* Open images without locking them until blk_take_deferred_locks (a migration
  * destination, while the source still holds the locks). */
 void blk_defer_locks(bool on);
+/* Whether image locks are being held back (a migration's destination). */
+bool blk_locks_deferred(void);
 /* Lock every image opened since blk_defer_locks(true). 0 or -EBUSY with a reason. */
 int blk_take_deferred_locks(char *err, size_t errlen);
 /* Change an open image file's OFD lock: unlock, or the read/write lock again. */

@@ -284,8 +284,12 @@ static int table_commit(struct qcow2 *q, const struct qcow2_snaps *t)
 	rc = qcow2_pwrite(q, hb, sizeof(hb), 60);
 	if (rc == 0)
 		rc = qcow2_sync(q);
-	if (rc < 0)
-		return rc; /* the header may or may not have changed: stop here */
+	if (rc < 0) {
+		/* the header may or may not have changed: no rollback can be right, so
+		 * none is done; the image stays dirty for the next open to repair */
+		q->corrupt = true;
+		return rc;
+	}
 	memcpy(q->h.raw + 60, hb, sizeof(hb));
 	q->h.nb_snapshots = t->n;
 	q->h.snap_off = off;
@@ -435,7 +439,7 @@ static int dirty_end(struct qcow2 *q, int rc)
 {
 	int r;
 
-	if (q->lazy || !q->dirty_on_disk)
+	if (q->lazy || !q->dirty_on_disk || q->corrupt) /* corrupt: left for a repair */
 		return rc;
 	r = qcow2_meta_flush(q);
 	if (r == 0)
@@ -624,7 +628,7 @@ int qcow2_snapshot_create(struct blk_disk *d, const char *name)
 		rc = add_entry(q, &t, name, l1_off);
 	if (rc == 0)
 		rc = table_commit(q, &t);
-	if (rc < 0)
+	if (rc < 0 && !q->corrupt)
 		undo_refs(q);
 out:
 	qcow2_snap_free(&t);
@@ -690,8 +694,10 @@ static int header_switch(struct qcow2 *q, uint64_t size, uint32_t n, uint64_t of
 	rc = qcow2_pwrite(q, hb, sizeof(hb), QCOW2_OFF_SIZE);
 	if (rc == 0)
 		rc = qcow2_sync(q);
-	if (rc < 0)
+	if (rc < 0) {
+		q->corrupt = true; /* uncertain, as in table_commit: no rollback */
 		return rc;
+	}
 	memcpy(q->h.raw + QCOW2_OFF_SIZE, hb, sizeof(hb));
 	q->h.size = size;
 	q->h.l1_size = n;
@@ -787,6 +793,8 @@ int qcow2_snapshot_apply(struct blk_disk *d, const char *name)
 	if (rc == 0)
 		rc = header_switch(q, s->disk_size, n, off);
 	if (rc < 0) {
+		if (q->corrupt) /* the header write is uncertain: keep everything */
+			goto out;
 		if (off)
 			free_clusters(q, off, l1_clusters(q, n));
 		undo_refs(q);

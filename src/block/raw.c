@@ -30,6 +30,11 @@ static struct {
 static int nr_deferred;
 static bool defer_locks;
 
+bool blk_locks_deferred(void)
+{
+	return defer_locks;
+}
+
 void blk_defer_locks(bool on)
 {
 	defer_locks = on;

@@ -997,6 +997,11 @@ static int vblk_open_overlay(struct virtio_blk *vb, const struct virtio_blk_opts
 		         o->path);
 		return -EINVAL;
 	}
+	if (blk_locks_deferred()) { /* the source still writes the image it would freeze */
+		snprintf(err, errlen, "disk %s: overlay=on cannot be used by a migration's destination",
+		         o->path);
+		return -EINVAL;
+	}
 	/* held (read lock) until the overlay holds the image as its backing file */
 	rc = qcow2_open_any(&base, o->path, fmt, true, vb->aio, err, errlen);
 	if (rc < 0)

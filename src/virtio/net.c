@@ -687,11 +687,6 @@ static int net_load(void *priv, struct sbuf *in)
 	n->status = (uint16_t)status;
 	n->mtu = (uint16_t)mtu;
 	n->st = st;
-	int rc = virtio_net_announce(n);
-	if (rc < 0)
-		log_warn("virtio-net %s: cannot announce the guest's MAC: %s", n->tap.name, strerror(-rc));
-	else
-		log_debug("virtio-net %s: announced the guest's MAC (RARP)", n->tap.name);
 	return 0;
 }
 

@@ -78,8 +78,8 @@ void virtio_net_get_stats(struct virtio_net *n, struct virtio_net_stats *s);
 /* Change the rate limits of both directions live (UINT64_MAX: keep; 0: none). */
 int virtio_net_set_limits(struct virtio_net *n, uint64_t bps, uint64_t pps);
 /* Send one RARP broadcast from the guest's MAC into the tap, so switches and
- * bridges learn where the guest is (done on state load: restore, migration).
- * Bytes written, or -errno. */
+ * bridges learn where the guest is (vm_announce: after a restore, and after a
+ * migration once the takeover is final). Bytes written, or -errno. */
 int virtio_net_announce(struct virtio_net *n);
 /* The MAC address the guest sees. */
 void virtio_net_get_mac(struct virtio_net *n, uint8_t mac[6]);

@@ -173,7 +173,8 @@ void migrate_throttle_vcpu(struct vm *vm, uint64_t *entered_ns)
 	uint64_t ran = *entered_ns ? now - *entered_ns : 0;
 	uint64_t end = now + (ran < RUN_MAX_NS ? ran : RUN_MAX_NS) * pct / (100 - pct);
 	/* in steps, not cut short by kicks; the switch-over sets pct to 0 */
-	while (now < end && atomic_load(&vm->throttle_pct) && !atomic_load(&vm->stopping)) {
+	while (now < end && atomic_load(&vm->throttle_pct) && !atomic_load(&vm->stopping) &&
+	       !__atomic_load_n(&vm->paused, __ATOMIC_RELAXED)) { /* a pause must not wait */
 		uint64_t step = end - now < SLEEP_STEP_NS ? end - now : SLEEP_STEP_NS;
 		struct timespec ts = { 0, (long)step };
 		nanosleep(&ts, NULL);
@@ -343,9 +344,11 @@ static int open_stream(struct migration *mg)
 		return -EHOSTUNREACH;
 	}
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		rc = -errno;
+	mg->s.fd = fd; /* from here a cancel's shutdown() aborts the connect */
+	if (fd < 0 || atomic_load(&mg->cancel) || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		rc = fd < 0 ? -errno : atomic_load(&mg->cancel) ? -ECANCELED : -errno;
 		set_error(mg, "cannot connect to the destination", rc);
+		mg->s.fd = -1;
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(ai);
@@ -483,13 +486,15 @@ static int switch_over(struct migration *mg, bool *unlocked, char *err, size_t e
 		snprintf(err, errlen, "sending the last pages: %s", strerror(-rc));
 		return rc;
 	}
+	/* set first: when disk i cannot let go, disks 0..i-1 already did and the
+	 * failure path must lock them again (locking a locked disk is harmless) */
+	*unlocked = true;
 	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
 		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], false) < 0) {
 			snprintf(err, errlen, "disk %u cannot hand its lock over", i);
 			return -EIO;
 		}
 	}
-	*unlocked = true;
 	uint64_t t_pages = ratelimit_now_ns();
 	struct sbuf st = { 0 };
 	if ((rc = snapshot_build_state(vm, &st, err, errlen)))
@@ -849,6 +854,7 @@ int migrate_accept(const char *addr, const char *key_file, int argc, char **argv
 	int rc = accept_stream(addr, key_file, &s, err, errlen);
 	if (rc)
 		return rc;
+	s->expect = 1u << MS_CONFIG;
 	if ((rc = mstream_recv(s, &type, &data, &len))) {
 		recv_error(s, rc, type, err, errlen);
 		goto fail;
@@ -912,6 +918,7 @@ int migrate_receive(struct mstream *s, const struct guest_mem *mem, struct snaps
 	int rc;
 
 	memset(snap, 0, sizeof(*snap));
+	s->expect = 1u << MS_RAM | 1u << MS_RAM_ZSTD | 1u << MS_STATE | 1u << MS_DONE;
 	for (;;) {
 		if ((rc = mstream_recv(s, &type, &data, &len))) {
 			recv_error(s, rc, type, err, errlen);

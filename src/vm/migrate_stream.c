@@ -349,7 +349,8 @@ static int recv_section(struct mstream *s, uint32_t *type, uint8_t **data, uint6
 	memcpy(type, hdr, 4);
 	memcpy(len, hdr + 4, 8);
 	uint64_t max = mstream_max_len(*type);
-	if (max == UINT64_MAX)
+	/* a type not expected here is refused before anything is allocated for it */
+	if (max == UINT64_MAX || (s->expect && (*type >= 32 || !(s->expect & 1u << *type))))
 		return -EPROTO;
 	if (*len > max)
 		return -EMSGSIZE;

@@ -74,6 +74,7 @@ struct mstream {
 	struct ZSTD_DCtx_s *dctx;
 	uint8_t *zbuf;           /* compression output, MS_RAM_MAX + 8 */
 	uint8_t *rbuf;           /* decompression output, MS_RAM_MAX */
+	uint32_t expect;         /* receive: the section types allowed next (bit per type; 0: any) */
 };
 
 /* Set up s over a connected socket (taken: mstream_close closes it). */

@@ -623,6 +623,7 @@ static void *vcpu_thread(void *arg)
 			if (!atomic_load(&vm->stopping))
 				c->run->immediate_exit = 0;
 			pthread_mutex_unlock(&vm->pause_lock);
+			entered_ns = 0; /* the time parked was no running time */
 			continue;
 		}
 		pthread_mutex_unlock(&vm->pause_lock);
@@ -881,6 +882,15 @@ void vm_metrics(struct vm *vm, struct sbuf *out)
 #undef EMIT
 }
 
+void vm_announce(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_nets; i++) {
+		int rc = virtio_net_announce(vm->nets[i]);
+		if (rc < 0)
+			log_warn("NIC %u: cannot announce the guest's MAC: %s", i, strerror(-rc));
+	}
+}
+
 const struct guest_mem *vm_memory(struct vm *vm)
 {
 	return &vm->mem;
@@ -944,6 +954,8 @@ enum vm_exit vm_run(struct vm *vm)
 			vm_request_exit(vm, VM_EXIT_ERROR);
 		}
 	}
+	/* the migration thread kicks vCPU threads: it ends before they do */
+	vm_migrate_destroy(vm);
 	vm_stop_vcpus(vm);
 	/* the console outlives this VM: its fds must not stay in this VM's loop */
 	if (vm->con->in_fd >= 0 && vm->input_on)

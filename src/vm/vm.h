@@ -50,6 +50,9 @@ void vm_metrics(struct vm *vm, struct sbuf *out);
 uint64_t vm_uptime_ns(struct vm *vm);
 /* The VM's guest memory (a migration destination fills it before starting). */
 const struct guest_mem *vm_memory(struct vm *vm);
+/* Tell the network where the guest is now (each NIC sends a RARP from its MAC):
+ * after a restore, and after a migration once the source has let go. */
+void vm_announce(struct vm *vm);
 /* The VM's event loop (the API server is served from it). */
 struct evloop *vm_loop(struct vm *vm);
 /* Human-readable exit reason. */
