@@ -766,6 +766,13 @@ static void *pc_push_thread(void *arg)
 		if ((rc = pc_recv(mg, DONE_TIMEOUT_MS, &type, &data, &len)))
 			break;
 		int code = type == MS_ANSWER ? answer_code(data, len, reason, sizeof(reason)) : 0;
+		if (type == MS_PC_REQ && len >= 4) { /* counted, not served: those went already */
+			uint32_t n;
+			memcpy(&n, data, 4);
+			pthread_mutex_lock(&mg->lock);
+			mg->pc_requested += n <= PC_REQ_MAX ? n : 0;
+			pthread_mutex_unlock(&mg->lock);
+		}
 		free(data);
 		if (code == 'A')
 			break;
