@@ -15,6 +15,7 @@
 #include "vm/console.h"
 #include "block/block.h"
 #include "vm/migrate.h"
+#include "vm/postcopy_in.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 #include "vm/vm_api.h"
@@ -42,6 +43,7 @@ static int cmd_run(int argc, char **argv)
 	struct snapshot_file snap = { 0 };
 	struct api_server *api = NULL;
 	struct mstream *conn = NULL; /* an incoming migration */
+	struct pc_in *pc = NULL;     /* ... in post-copy */
 	char **merged = NULL;
 
 	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) < 0) {
@@ -114,16 +116,29 @@ static int cmd_run(int argc, char **argv)
 			vm_announce(vm);
 		}
 		if (conn) {
-			if (migrate_receive(conn, vm_memory(vm), &snap, err, sizeof(err)) < 0 ||
-			    blk_take_deferred_locks(err, sizeof(err)) < 0 ||
+			/* post-copy: faults are served (and the stream is the fault thread's)
+			 * before anything loads the state into guest memory */
+			int prc = migrate_receive(conn, vm_memory(vm), &snap, &pc, err, sizeof(err));
+			if (!prc && pc && postcopy_in_start(pc, conn, vm_memory(vm), err, sizeof(err)) == 0)
+				conn = NULL;
+			else if (!prc && pc)
+				prc = -1;
+			if (prc < 0 || blk_take_deferred_locks(err, sizeof(err)) < 0 ||
 			    vm_snapshot_load(vm, &snap, err, sizeof(err)) < 0) {
 				log_error("%s", err);
+				if (pc) /* the fault thread answers: the source keeps its VM */
+					postcopy_in_abort(pc, err);
 				migrate_incoming_reply(conn, false, err); /* the source keeps its VM */
+				pc = NULL;
+				conn = NULL;
 				vm_destroy(vm);
 				status = EXIT_RUNTIME;
 				break;
 			}
-			migrate_incoming_reply(conn, true, NULL);
+			if (pc)
+				postcopy_in_go(pc); /* the source will not resume after this */
+			else
+				migrate_incoming_reply(conn, true, NULL);
 			conn = NULL;
 			vm_announce(vm); /* only now: a refused takeover leaves the source in place */
 			log_info("migration received: the VM runs here now");
@@ -145,6 +160,8 @@ static int cmd_run(int argc, char **argv)
 			break;
 		}
 		enum vm_exit why = vm_run(vm);
+		postcopy_in_finish(pc); /* before vCPU threads are joined: none waits on a fault then */
+		pc = NULL;
 		api_server_detach(api);
 		vm_destroy(vm);
 		log_debug("VM exit: %s", vm_exit_name(why));

@@ -53,6 +53,7 @@ struct api_migrate {
 	const char *compress;
 	uint64_t max_bandwidth_mbps; /* MB/s (10^6 bytes/s); 0: no cap */
 	uint64_t max_downtime_ms;    /* the switch-over budget; 0: the default (50 ms) */
+	bool postcopy;               /* switch after one pass; pages follow on demand */
 };
 
 /* A live change of one device's rate limits (PATCH /v1/vm/disks|nets/{id}).

@@ -340,7 +340,8 @@ static void ctl_usage(FILE *f)
 	      "  snapshot DIR [--disk-overlay]   save the VM to DIR; --disk-overlay: freeze the\n"
 	      "                                  disks with it, the VM goes on on new overlays\n"
 	      "  migrate tcp:HOST:PORT [--key-file F] [--compress zstd] [--max-bandwidth MBPS]\n"
-	      "          [--max-downtime MS]     live-migrate the VM (key: HMAC on the stream;\n"
+	      "          [--max-downtime MS] [--postcopy]\n"
+	      "                                  live-migrate the VM (key: HMAC on the stream;\n"
 	      "                                  bandwidth cap in MB/s; downtime budget, 50 ms)\n"
 	      "  migrate-cancel                  cancel a running migration\n"
 	      "  metrics                         Prometheus text\n"
@@ -407,6 +408,11 @@ static bool ctl_migrate(struct json_object *o, char **args, int nargs)
 		return false;
 	json_object_object_add(o, "to", json_object_new_string(args[0]));
 	for (int i = 1; i < nargs; i += 2) {
+		if (!strcmp(args[i], "--postcopy")) {
+			json_object_object_add(o, "postcopy", json_object_new_boolean(true));
+			i--; /* a flag without a value */
+			continue;
+		}
 		if (i + 1 >= nargs)
 			return false;
 		if (!strcmp(args[i], "--key-file") && ctl_abspath(args[i + 1], key, sizeof(key)))

@@ -349,6 +349,7 @@ static void h_migrate(const struct api_route *rt, const struct api_args *a, stru
 		.compress = a->has[2] ? a->str[2] : NULL,
 		.max_bandwidth_mbps = a->has[3] ? a->u64[3] : 0,
 		.max_downtime_ms = a->has[4] ? a->u64[4] : 0,
+		.postcopy = a->has[5] && a->u64[5],
 	};
 
 	if (!valid_tcp_uri(m.to))
@@ -401,6 +402,7 @@ static const struct api_field migrate_fields[] = {
 	{ "compress", API_STR, false, 16 },
 	{ "max_bandwidth_mbps", API_U64, false, 100000 }, /* MIGRATE_MAX_BANDWIDTH_MBPS */
 	{ "max_downtime_ms", API_U64, false, 60000 },
+	{ "postcopy", API_BOOL, false, 1 },
 	{ NULL },
 };
 

@@ -12,7 +12,7 @@
 
 #define API_STATUS_MIN 100
 #define API_STATUS_MAX 599
-#define API_MAX_FIELDS 5
+#define API_MAX_FIELDS 6
 
 /* Responses sent, by status code (for the cvisor_api_responses_total metric). */
 struct api_stats {

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@
 #include "virtio/blk.h"
 #include "virtio/vsock.h"
 #include "vm/migrate_stream.h"
+#include "vm/postcopy.h"
+#include "vm/postcopy_in.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 #include "vm/vm_internal.h"
@@ -49,7 +52,10 @@
 #define RUN_MAX_NS 50000000ULL /* a throttled vCPU's run counts up to this */
 #define SLEEP_STEP_NS 5000000ULL /* a throttled vCPU notices the switch-over this fast */
 
-enum mig_state { MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED };
+/* POSTCOPY: the destination runs the guest; this side only sends pages */
+enum mig_state { MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED, MIG_POSTCOPY };
+
+#define PC_PASSES 2 /* post-copy: the full pass and at most one more before the switch */
 
 struct migration {
 	struct vm *vm;
@@ -68,14 +74,19 @@ struct migration {
 	_Atomic int cancel;
 	_Atomic int state;
 	pthread_mutex_t lock; /* the stats below */
-	char error[256];
+	char error[512];
 	unsigned pass;
 	uint64_t dirty_pages, remaining_pages, transferred_bytes;
 	double bandwidth; /* bytes/s of the last pass */
 	uint64_t expected_downtime_ms, total_ms, downtime_ms;
 	unsigned max_throttle_pct;
-	uint64_t t0;
+	uint64_t t0, t_pause;
 	uint64_t *bitmaps[MEM_MAX_REGIONS];
+	bool postcopy;
+	bool pc_switched;            /* post-copy: the destination answered 'A' */
+	struct pc_map owed;          /* post-copy: pages the destination still needs */
+	uint64_t pc_owed, pc_requested; /* post-copy figures (under lock) */
+	uint64_t pc_all_ms;          /* pause until the last page was confirmed */
 };
 
 /* "tcp:HOST:PORT" -> host, port */
@@ -378,6 +389,19 @@ static int open_stream(struct migration *mg)
 		set_error_msg(mg, err);
 		return -EPROTO;
 	}
+	if (!mg->postcopy)
+		return 0;
+	/* the destination checks that it can do post-copy before any memory goes */
+	if ((rc = mstream_send(&mg->s, MS_PC_ADVISE, "", 0))) {
+		fail_stream(mg, "announcing post-copy", rc);
+		return rc;
+	}
+	code = mstream_recv_answer(&mg->s, GO_TIMEOUT_MS, reason, sizeof(reason));
+	if (code != 'G') {
+		answer_error(code, reason, err, sizeof(err));
+		set_error_msg(mg, err);
+		return -EPROTO;
+	}
 	return 0;
 }
 
@@ -436,7 +460,8 @@ static void *migrate_thread(void *arg)
 			rc = -ECANCELED;
 			break;
 		}
-		if (expect <= mg->max_downtime_ms || dirty < 32) {
+		/* post-copy switches after a bounded number of passes: what is left is owed */
+		if (expect <= mg->max_downtime_ms || dirty < 32 || (mg->postcopy && pass >= PC_PASSES)) {
 			/* converged: the main thread does the switch-over with these pages */
 			uint64_t one = 1;
 			if (write(mg->final_fd, &one, 8) < 0) {
@@ -519,6 +544,270 @@ static int switch_over(struct migration *mg, bool *unlocked, char *err, size_t e
 	return 0;
 }
 
+/* ------------------------------------------------------------ post-copy source */
+
+/* An ANSWER section's code, its reason made printable into reason. */
+static int answer_code(const uint8_t *data, uint64_t len, char *reason, size_t rlen)
+{
+	size_t k = 0;
+	for (uint64_t i = 1; i < len && k + 1 < rlen; i++)
+		reason[k++] = data[i] >= 0x20 && data[i] < 0x7f ? (char)data[i] : '?';
+	reason[k] = '\0';
+	return len ? data[0] : 0;
+}
+
+/* Send those of the n pages (indexes) that are still owed, in RAM sections of
+ * up to MS_BATCH records; buf has MS_RAM_MAX bytes. The VM is paused here, so
+ * what goes out is final. */
+static int pc_send(struct migration *mg, const uint64_t *pages, uint32_t n, uint8_t *buf)
+{
+	static const uint8_t zero[PAGE];
+	size_t used = 0;
+	uint32_t recs = 0, data = 0;
+	int rc;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (!pc_map_clear(&mg->owed, pages[i]))
+			continue; /* sent already */
+		uint64_t off = pages[i] * PAGE;
+		const uint8_t *src = mg->vm->mem.base + off;
+		bool isz = !memcmp(src, zero, PAGE);
+		uint64_t rec = off | (isz ? MS_REC_ZERO : 0);
+		memcpy(buf + used, &rec, 8);
+		used += 8;
+		if (!isz) {
+			memcpy(buf + used, src, PAGE);
+			used += PAGE;
+			data++;
+		}
+		if (++recs == MS_BATCH) {
+			if ((rc = mstream_send_ram(&mg->s, buf, used, recs, data, false)))
+				return rc;
+			used = 0;
+			recs = 0;
+			data = 0;
+		}
+	}
+	if (recs && (rc = mstream_send_ram(&mg->s, buf, used, recs, data, false)))
+		return rc;
+	pthread_mutex_lock(&mg->lock);
+	mg->remaining_pages = mg->owed.count;
+	mg->transferred_bytes = mg->s.bytes_out;
+	pthread_mutex_unlock(&mg->lock);
+	return 0;
+}
+
+/* A PC_REQ from the destination: those pages first. */
+static int pc_serve_request(struct migration *mg, const uint8_t *data, uint64_t len, uint8_t *buf)
+{
+	uint64_t offs[PC_REQ_MAX];
+	uint32_t n;
+	if (pc_req_decode(data, len, mg->vm->mem.size, offs, &n))
+		return -EPROTO;
+	for (uint32_t i = 0; i < n; i++)
+		offs[i] /= PAGE;
+	pthread_mutex_lock(&mg->lock);
+	mg->pc_requested += n;
+	pthread_mutex_unlock(&mg->lock);
+	return pc_send(mg, offs, n, buf);
+}
+
+/* Wait for one section (requests or an answer) up to timeout_ms. */
+static int pc_recv(struct migration *mg, int timeout_ms, uint32_t *type, uint8_t **data,
+                   uint64_t *len)
+{
+	struct pollfd p = { .fd = mg->s.fd, .events = POLLIN };
+	int n;
+	while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ETIMEDOUT;
+	return mstream_recv(&mg->s, type, data, len);
+}
+
+/* Main thread, VM paused: the owed pages, the state, DONE; then serve the
+ * destination's requests while it loads the state, up to its answer. 0 once it
+ * answered 'A' (it runs the guest: this side must never resume). */
+static int postcopy_switch(struct migration *mg, bool *unlocked, char *err, size_t errlen)
+{
+	struct vm *vm = mg->vm;
+	const struct guest_mem *m = &vm->mem;
+	uint64_t dirty, len;
+	uint8_t *data = NULL, *buf = NULL;
+	uint32_t type = 0;
+	char reason[200];
+	int rc;
+
+	uint64_t *dev = atomic_load(&vm->mem.dev_dirty);
+	if ((rc = fetch_dirty(mg, &dirty, true)) || (rc = pc_map_init(&mg->owed, m->size / PAGE))) {
+		snprintf(err, errlen, "collecting the owed pages: %s", strerror(-rc));
+		return rc;
+	}
+	for (int i = 0; i < m->nr_regions; i++) {
+		uint64_t first = (uint64_t)(m->regions[i].hva - m->base) / PAGE;
+		for (uint64_t p = 0; p < m->regions[i].len / PAGE; p++) {
+			if ((mg->bitmaps[i][p / 64] >> (p % 64)) & 1)
+				pc_map_set(&mg->owed, first + p);
+		}
+	}
+	for (uint64_t p = 0; dev && p < m->size / PAGE; p++) {
+		if ((dev[p / 64] >> (p % 64)) & 1)
+			pc_map_set(&mg->owed, p);
+	}
+	pthread_mutex_lock(&mg->lock);
+	mg->pc_owed = mg->remaining_pages = mg->owed.count;
+	pthread_mutex_unlock(&mg->lock);
+	*unlocked = true; /* as in pre-copy: set before the first disk lets go */
+	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
+		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], false) < 0) {
+			snprintf(err, errlen, "disk %u cannot hand its lock over", i);
+			return -EIO;
+		}
+	}
+	struct sbuf st = { 0 };
+	if ((rc = snapshot_build_state(vm, &st, err, errlen)))
+		return rc;
+	rc = pc_owed_encode(&mg->owed, &data, &len);
+	if (!rc)
+		rc = mstream_send(&mg->s, MS_PC_OWED, data, len);
+	free(data);
+	data = NULL;
+	if (!rc)
+		rc = mstream_send(&mg->s, MS_STATE, st.data, st.len);
+	sbuf_free(&st);
+	if (!rc)
+		rc = mstream_send(&mg->s, MS_DONE, "", 0);
+	if (rc) {
+		snprintf(err, errlen, "sending the state: %s", strerror(-rc));
+		return rc;
+	}
+	if (!(buf = malloc(MS_RAM_MAX)))
+		return -ENOMEM;
+	/* the destination loads the state now: what it touches is asked for */
+	mg->s.expect = 1u << MS_PC_REQ | 1u << MS_ANSWER;
+	for (;;) {
+		if ((rc = pc_recv(mg, DONE_TIMEOUT_MS, &type, &data, &len))) {
+			answer_error(rc == -EBADMSG ? -EBADMSG : rc, "", err, errlen);
+			break;
+		}
+		if (type == MS_PC_REQ) {
+			rc = pc_serve_request(mg, data, len, buf);
+			free(data);
+			if (rc) {
+				snprintf(err, errlen, "serving the destination's page requests: %s",
+				         rc == -EPROTO ? "a bad request" : strerror(-rc));
+				break;
+			}
+			continue;
+		}
+		int code = answer_code(data, len, reason, sizeof(reason));
+		free(data);
+		if (code == 'A')
+			break;
+		rc = -EPROTO;
+		answer_error(code == 'N' ? 'N' : -EPROTO, reason, err, errlen);
+		break;
+	}
+	free(buf);
+	return rc;
+}
+
+/* After the switch: push every owed page (requests first), PC_END, wait for
+ * the destination's last 'A', then end this process. Nothing here resumes the
+ * VM: on any error it stops with one line. */
+static void *pc_push_thread(void *arg)
+{
+	struct migration *mg = arg;
+	struct vm *vm = mg->vm;
+	uint8_t *buf = malloc(MS_RAM_MAX), *data;
+	uint64_t pages[MS_BATCH], cursor = 0, len;
+	uint32_t type;
+	char reason[120], why[160] = "";
+	int rc = buf ? 0 : -ENOMEM;
+
+	while (!rc && mg->owed.count) {
+		struct pollfd p = { .fd = mg->s.fd, .events = POLLIN };
+		if (atomic_load(&mg->cancel)) {
+			rc = -ECANCELED;
+			break;
+		}
+		/* requests first: everything already waiting */
+		while (!rc && poll(&p, 1, 0) > 0) {
+			if ((rc = mstream_recv(&mg->s, &type, &data, &len)))
+				break;
+			if (type == MS_PC_REQ) {
+				rc = pc_serve_request(mg, data, len, buf);
+			} else {
+				answer_code(data, len, reason, sizeof(reason));
+				snprintf(why, sizeof(why), "the destination stopped: %s", reason);
+				rc = -EPROTO;
+			}
+			free(data);
+		}
+		if (rc)
+			break;
+		uint32_t n = 0;
+		for (uint64_t pg = pc_map_next(&mg->owed, cursor); n < MS_BATCH && pg < mg->owed.npages;
+		     pg = pc_map_next(&mg->owed, pg + 1))
+			pages[n++] = pg;
+		if (n < MS_BATCH && cursor) {
+			cursor = 0; /* wrap: what requests skipped over */
+			continue;
+		}
+		if (n)
+			cursor = pages[n - 1] + 1;
+		rc = pc_send(mg, pages, n, buf);
+	}
+	if (!rc)
+		rc = mstream_send(&mg->s, MS_PC_END, "", 0);
+	while (!rc) { /* requests still in flight are for pages already sent */
+		if ((rc = pc_recv(mg, DONE_TIMEOUT_MS, &type, &data, &len)))
+			break;
+		int code = type == MS_ANSWER ? answer_code(data, len, reason, sizeof(reason)) : 0;
+		if (type == MS_PC_REQ && len >= 4) { /* counted, not served: those went already */
+			uint32_t n;
+			memcpy(&n, data, 4);
+			pthread_mutex_lock(&mg->lock);
+			mg->pc_requested += n <= PC_REQ_MAX ? n : 0;
+			pthread_mutex_unlock(&mg->lock);
+		}
+		free(data);
+		if (code == 'A')
+			break;
+		if (code) {
+			snprintf(why, sizeof(why), "the destination stopped: %s", reason);
+			rc = -EPROTO;
+		}
+	}
+	free(buf);
+	pthread_mutex_lock(&mg->lock);
+	mg->pc_all_ms = (ratelimit_now_ns() - mg->t_pause) / 1000000;
+	mg->total_ms = (ratelimit_now_ns() - mg->t0) / 1000000;
+	mg->transferred_bytes = mg->s.bytes_out;
+	if (rc && !mg->error[0])
+		snprintf(mg->error, sizeof(mg->error), "post-copy broke after the switch-over (%s): the "
+		         "guest's state lives on the destination, which cannot get its last %llu pages; "
+		         "this side stopped and will not resume", why[0] ? why : strerror(-rc),
+		         (unsigned long long)mg->owed.count);
+	pthread_mutex_unlock(&mg->lock);
+	if (rc) {
+		log_error("migration: %s", mg->error);
+		atomic_store(&mg->state, MIG_FAILED);
+		vm_request_error(vm);
+		return NULL;
+	}
+	atomic_store(&mg->state, MIG_COMPLETED);
+	log_info("migrated to %s (post-copy): total %llu ms, downtime %llu ms, all pages delivered "
+	         "%llu ms after the pause, %llu owed, %llu requested by faults, %.1f MB sent",
+	         mg->to, (unsigned long long)mg->total_ms, (unsigned long long)mg->downtime_ms,
+	         (unsigned long long)mg->pc_all_ms, (unsigned long long)mg->pc_owed,
+	         (unsigned long long)mg->pc_requested, mg->transferred_bytes / 1e6);
+	vm_request_migrated(vm);
+	return NULL;
+}
+
 /* Main thread: pause, switch over, hand over (or resume). */
 static void migrate_final(void *opaque, uint32_t events)
 {
@@ -539,6 +828,29 @@ static void migrate_final(void *opaque, uint32_t events)
 	vm_drain_io(vm);
 	virtio_vsock_quiesce(vm->vsock); /* vhost stops; the final dirty-log fetch has all it wrote */
 	log_debug("migration switch-over: pause+drain %.1f ms", (ratelimit_now_ns() - t0) / 1e6);
+	mg->t_pause = t0;
+	if (mg->postcopy) {
+		if (postcopy_switch(mg, &unlocked, err, sizeof(err)))
+			goto fail;
+		/* the destination runs the guest: from here this side only sends pages */
+		dirty_logging(vm, false);
+		pthread_mutex_lock(&mg->lock);
+		mg->downtime_ms = (ratelimit_now_ns() - t0) / 1000000;
+		pthread_mutex_unlock(&mg->lock);
+		mg->pc_switched = true;
+		atomic_store(&mg->state, MIG_POSTCOPY);
+		log_info("migration: post-copy switch-over to %s after %llu ms downtime; pushing %llu pages",
+		         mg->to, (unsigned long long)mg->downtime_ms, (unsigned long long)mg->owed.count);
+		if (pthread_create(&mg->thread, NULL, pc_push_thread, mg) != 0) {
+			set_error_msg(mg, "post-copy: cannot start the page thread; this side stopped and will "
+			                  "not resume");
+			atomic_store(&mg->state, MIG_FAILED);
+			vm_request_error(vm);
+			return;
+		}
+		mg->thread_started = true;
+		return;
+	}
 	if (switch_over(mg, &unlocked, err, sizeof(err)))
 		goto fail;
 	pthread_mutex_lock(&mg->lock);
@@ -591,6 +903,11 @@ static int check_params(struct vm *vm, const struct migrate_params *p, char *err
 		snprintf(err, errlen, "the VM is paused: resume it first");
 		return -EBUSY;
 	}
+	if (p->postcopy && vm->vsock) {
+		snprintf(err, errlen, "postcopy: not with a vsock device (vhost writes guest memory "
+		                      "outside userfaultfd's view)");
+		return -ENOTSUP;
+	}
 	return 0;
 }
 
@@ -616,6 +933,7 @@ int vm_migrate_start(struct vm *vm, const struct migrate_params *p, char *err, s
 	mg->max_downtime_ms = p->max_downtime_ms ? p->max_downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
 	mg->compress = p->compress;
 	mg->max_bandwidth_mbps = p->max_bandwidth_mbps;
+	mg->postcopy = p->postcopy;
 	uint64_t rate = p->max_bandwidth_mbps * 1000000;
 	ratelimit_init(&mg->cap, rate, rate / 10); /* bursts of 100 ms at most */
 	mg->t0 = ratelimit_now_ns();
@@ -641,15 +959,27 @@ int vm_migrate_start(struct vm *vm, const struct migrate_params *p, char *err, s
 		return -EAGAIN;
 	}
 	mg->thread_started = true;
-	log_info("migrating to %s (downtime budget %llu ms%s%s%s)", p->to,
+	log_info("migrating to %s (%s, downtime budget %llu ms%s%s%s)", p->to,
+	         mg->postcopy ? "post-copy" : "pre-copy",
 	         (unsigned long long)mg->max_downtime_ms, mg->psklen ? ", authenticated" : "",
 	         mg->compress ? ", zstd" : "", rate ? ", bandwidth capped" : "");
 	return 0;
 }
 
+bool vm_migrate_handed_over(struct vm *vm)
+{
+	struct migration *mg = vm->migration;
+	if (!mg)
+		return false;
+	int st = atomic_load(&mg->state);
+	return st == MIG_POSTCOPY || st == MIG_COMPLETED || (st == MIG_FAILED && mg->pc_switched);
+}
+
 int vm_migrate_cancel(struct vm *vm)
 {
 	struct migration *mg = vm->migration;
+	if (mg && atomic_load(&mg->state) == MIG_POSTCOPY)
+		return -EPERM; /* the guest runs on the destination */
 	if (!mg || atomic_load(&mg->state) != MIG_ACTIVE)
 		return -EALREADY;
 	atomic_store(&mg->cancel, 1);
@@ -660,8 +990,10 @@ int vm_migrate_cancel(struct vm *vm)
 
 void vm_migrate_info(struct vm *vm, struct json_object *out)
 {
-	static const char *const names[] = { "active", "completed", "failed", "cancelled" };
+	static const char *const names[] = { "active", "completed", "failed", "cancelled",
+		                             "postcopy-active" };
 	struct migration *mg = vm->migration;
+	postcopy_in_info(out); /* this side as a post-copy destination */
 	if (!mg)
 		return;
 	struct json_object *o = json_object_new_object();
@@ -682,6 +1014,12 @@ void vm_migrate_info(struct vm *vm, struct json_object *out)
 	json_object_object_add(o, "max_throttle_pct", json_object_new_int((int)mg->max_throttle_pct));
 	json_object_object_add(o, "downtime_ms", json_object_new_int64((int64_t)mg->downtime_ms));
 	json_object_object_add(o, "total_ms", json_object_new_int64((int64_t)mg->total_ms));
+	json_object_object_add(o, "postcopy", json_object_new_boolean(mg->postcopy));
+	if (mg->postcopy) {
+		json_object_object_add(o, "postcopy_owed_pages", json_object_new_int64((int64_t)mg->pc_owed));
+		json_object_object_add(o, "postcopy_requested_pages", json_object_new_int64((int64_t)mg->pc_requested));
+		json_object_object_add(o, "postcopy_all_pages_ms", json_object_new_int64((int64_t)mg->pc_all_ms));
+	}
 	if (mg->error[0])
 		json_object_object_add(o, "error", json_object_new_string(mg->error));
 	pthread_mutex_unlock(&mg->lock);
@@ -704,6 +1042,7 @@ void vm_migrate_destroy(struct vm *vm)
 	OPENSSL_cleanse(mg->psk, sizeof(mg->psk));
 	for (int i = 0; i < MEM_MAX_REGIONS; i++)
 		free(mg->bitmaps[i]);
+	pc_map_free(&mg->owed);
 	free(atomic_exchange(&vm->mem.dev_dirty, NULL));
 	pthread_mutex_destroy(&mg->lock);
 	free(mg);
@@ -748,6 +1087,10 @@ static const char *section_name(uint32_t type)
 	case MS_STATE: return "state";
 	case MS_DONE: return "end";
 	case MS_ANSWER: return "answer";
+	case MS_PC_ADVISE: return "post-copy announcement";
+	case MS_PC_OWED: return "owed pages";
+	case MS_PC_REQ: return "page request";
+	case MS_PC_END: return "post-copy end";
 	default: return "unknown";
 	}
 }
@@ -910,21 +1253,53 @@ static int load_ram(struct mstream *s, uint32_t type, const uint8_t *data, uint6
 }
 
 int migrate_receive(struct mstream *s, const struct guest_mem *mem, struct snapshot_file *snap,
-                    char *err, size_t errlen)
+                    struct pc_in **pc, char *err, size_t errlen)
 {
 	uint8_t *data = NULL;
 	uint64_t len;
 	uint32_t type = 0;
-	int rc;
+	int rc, uffd = -1;
+	struct pc_map owed = { 0 };
+	bool have_owed = false;
 
 	memset(snap, 0, sizeof(*snap));
-	s->expect = 1u << MS_RAM | 1u << MS_RAM_ZSTD | 1u << MS_STATE | 1u << MS_DONE;
+	*pc = NULL;
+	/* PC_ADVISE only first; then PC_OWED is allowed (once, before the state) */
+	s->expect = 1u << MS_RAM | 1u << MS_RAM_ZSTD | 1u << MS_STATE | 1u << MS_DONE |
+	            1u << MS_PC_ADVISE;
 	for (;;) {
 		if ((rc = mstream_recv(s, &type, &data, &len))) {
 			recv_error(s, rc, type, err, errlen);
 			goto fail;
 		}
-		if ((type == MS_RAM || type == MS_RAM_ZSTD) && !snap->data) {
+		s->expect &= ~(1u << MS_PC_ADVISE);
+		if (type == MS_PC_ADVISE) {
+			free(data);
+			data = NULL;
+			char why[200];
+			if ((uffd = postcopy_uffd_open(why, sizeof(why))) < 0) {
+				rc = uffd;
+				snprintf(err, errlen, "--incoming: %s", why);
+				goto fail;
+			}
+			/* 4 KiB pages only: UFFDIO_COPY fills one page at a time */
+			madvise(mem->base, mem->size, MADV_NOHUGEPAGE);
+			if ((rc = mstream_send_answer(s, 'G', NULL))) {
+				snprintf(err, errlen, "--incoming: the source went away (%s)", strerror(-rc));
+				goto fail;
+			}
+			s->expect |= 1u << MS_PC_OWED;
+		} else if (type == MS_PC_OWED && !have_owed) {
+			rc = pc_owed_decode(data, len, mem->size / PAGE, &owed);
+			free(data);
+			data = NULL;
+			if (rc) {
+				snprintf(err, errlen, "--incoming: the owed-page map does not fit this guest");
+				goto fail;
+			}
+			have_owed = true;
+			s->expect &= ~(1u << MS_PC_OWED);
+		} else if ((type == MS_RAM || type == MS_RAM_ZSTD) && !snap->data && !have_owed) {
 			if ((rc = load_ram(s, type, data, len, mem))) {
 				snprintf(err, errlen, "--incoming: section %llu (%s): a memory record is "
 				         "out of range or does not add up", (unsigned long long)s->seq_in - 1,
@@ -933,7 +1308,7 @@ int migrate_receive(struct mstream *s, const struct guest_mem *mem, struct snaps
 			}
 			free(data);
 			data = NULL;
-		} else if (type == MS_STATE && !snap->data) {
+		} else if (type == MS_STATE && !snap->data && (uffd < 0 || have_owed)) {
 			rc = snapshot_parse(snap, data, len, err, errlen); /* takes data */
 			data = NULL;
 			if (rc) {
@@ -942,6 +1317,11 @@ int migrate_receive(struct mstream *s, const struct guest_mem *mem, struct snaps
 			}
 		} else if (type == MS_DONE && snap->data) {
 			free(data);
+			if (uffd >= 0 && !(*pc = postcopy_in_new(uffd, &owed))) {
+				rc = -ENOMEM;
+				snprintf(err, errlen, "--incoming: out of memory for post-copy");
+				goto fail;
+			}
 			return 0;
 		} else {
 			rc = -EPROTO;
@@ -952,6 +1332,9 @@ int migrate_receive(struct mstream *s, const struct guest_mem *mem, struct snaps
 fail:
 	free(data);
 	snapshot_close(snap);
+	pc_map_free(&owed);
+	if (uffd >= 0)
+		close(uffd);
 	return rc ? rc : -EPROTO;
 }
 

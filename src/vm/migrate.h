@@ -23,6 +23,7 @@ struct vm;
 struct json_object;
 struct snapshot_file;
 struct mstream;
+struct pc_in;
 
 #define MIGRATE_DEFAULT_DOWNTIME_MS 50
 #define MIGRATE_MAX_BANDWIDTH_MBPS 100000 /* MB/s */
@@ -34,13 +35,18 @@ struct migrate_params {
 	bool compress;               /* zstd on page sections */
 	uint64_t max_bandwidth_mbps; /* cap in MB/s (10^6 bytes/s) while the guest runs; 0: none */
 	uint64_t max_downtime_ms;    /* 0: MIGRATE_DEFAULT_DOWNTIME_MS */
+	bool postcopy;               /* one pre-copy pass (two at most), then post-copy */
 };
 
 /* Start migrating vm in the background. -EBUSY when one runs, -EINVAL for a
  * bad address or key file, -ENOTSUP for a device that cannot move. */
 int vm_migrate_start(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen);
-/* Cancel the running migration (the VM goes on). -EALREADY when none runs. */
+/* Cancel the running migration (the VM goes on). -EALREADY when none runs,
+ * -EPERM after a post-copy switch-over (the guest runs on the destination). */
 int vm_migrate_cancel(struct vm *vm);
+/* True once the guest's state belongs to a destination (post-copy after the
+ * switch, or a finished migration): the VM here must never resume. */
+bool vm_migrate_handed_over(struct vm *vm);
 /* Progress for GET /v1/vm (adds a "migration" member when there is one). */
 void vm_migrate_info(struct vm *vm, struct json_object *out);
 /* Tear down (joins the thread). */
@@ -60,9 +66,10 @@ int migrate_accept(const char *addr, const char *key_file, int argc, char **argv
                    struct mstream **conn, uint64_t *mem_size, int *out_argc, char ***out_argv,
                    char *err, size_t errlen);
 /* Step 2: receive RAM into mem (the new VM's, its vCPUs not running) up to the
- * state, which lands in *snap. */
+ * state, which lands in *snap. For a post-copy migration *pc is set (else
+ * NULL): start it (postcopy_in.h) before loading the state. */
 int migrate_receive(struct mstream *conn, const struct guest_mem *mem, struct snapshot_file *snap,
-                    char *err, size_t errlen);
+                    struct pc_in **pc, char *err, size_t errlen);
 /* Tell the source whether we took over (ok) or not (reason). Frees conn (NULL ok). */
 void migrate_incoming_reply(struct mstream *conn, bool ok, const char *reason);
 

@@ -1,6 +1,7 @@
 /* The live-migration stream: hellos, sections, HMAC-SHA256 tags (OpenSSL's
  * libcrypto) and zstd page sections. The format is in migrate_stream.h. */
 #include "vm/migrate_stream.h"
+#include "vm/postcopy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -281,6 +282,10 @@ uint64_t mstream_max_len(uint32_t type)
 	case MS_STATE: return STATE_MAX;
 	case MS_DONE: return 0;
 	case MS_ANSWER: return ANSWER_MAX;
+	case MS_PC_ADVISE: return 0;
+	case MS_PC_OWED: return PC_OWED_LEN_MAX;
+	case MS_PC_REQ: return PC_REQ_LEN_MAX;
+	case MS_PC_END: return 0;
 	default: return UINT64_MAX;
 	}
 }

@@ -22,7 +22,10 @@
  *
  * RAM payload: records { u64 offset | flags, 4 KiB page unless MS_REC_ZERO }.
  * RAM_ZSTD payload: u32 records | u32 pages with data | one zstd frame that
- * decompresses to exactly records * 8 + pages * 4096 bytes of RAM payload. */
+ * decompresses to exactly records * 8 + pages * 4096 bytes of RAM payload.
+ *
+ * Post-copy adds PC_ADVISE, PC_OWED, PC_REQ and PC_END (vm/postcopy.h); a
+ * pre-copy stream never carries them. */
 #ifndef CVISOR_VM_MIGRATE_STREAM_H
 #define CVISOR_VM_MIGRATE_STREAM_H
 
@@ -52,6 +55,11 @@ enum ms_section {
 	MS_DONE = 4,
 	MS_ANSWER = 5,
 	MS_RAM_ZSTD = 6,
+	/* post-copy (vm/postcopy.h) */
+	MS_PC_ADVISE = 7, /* source: this migration ends in post-copy */
+	MS_PC_OWED = 8,   /* source: the pages still owed at switch-over */
+	MS_PC_REQ = 9,    /* destination: send these pages first */
+	MS_PC_END = 10,   /* source: every owed page was sent */
 };
 
 enum ms_role { MS_SOURCE, MS_DEST };

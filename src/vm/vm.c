@@ -841,6 +841,11 @@ void vm_request_migrated(struct vm *vm)
 	vm_request_exit(vm, VM_EXIT_MIGRATED);
 }
 
+void vm_request_error(struct vm *vm)
+{
+	vm_request_exit(vm, VM_EXIT_ERROR);
+}
+
 /* Prometheus text: exits by reason and vCPU time per vCPU, uptime, state. */
 void vm_metrics(struct vm *vm, struct sbuf *out)
 {

@@ -44,6 +44,8 @@ void vm_power_button(struct vm *vm);
 void vm_request_stop(struct vm *vm);
 /* End the VM: a migration destination took over. */
 void vm_request_migrated(struct vm *vm);
+/* End the VM with an error (exit status 1): e.g. a broken post-copy. */
+void vm_request_error(struct vm *vm);
 /* Append the VM's metrics in Prometheus text format. */
 void vm_metrics(struct vm *vm, struct sbuf *out);
 /* Nanoseconds since the vCPUs started. */

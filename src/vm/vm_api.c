@@ -100,6 +100,10 @@ static int api_pause(void *opaque, char *err, size_t errlen)
 
 static int api_resume(void *opaque, char *err, size_t errlen)
 {
+	if (vm_migrate_handed_over(opaque)) {
+		snprintf(err, errlen, "the guest was migrated: it runs on the destination, not here");
+		return -EBUSY;
+	}
 	int rc = vm_resume(opaque);
 	if (rc == -EALREADY)
 		snprintf(err, errlen, "the VM is not paused");
@@ -250,6 +254,7 @@ static int api_migrate(void *opaque, const struct api_migrate *m, char *err, siz
 		.compress = m->compress && !strcmp(m->compress, "zstd"),
 		.max_bandwidth_mbps = m->max_bandwidth_mbps,
 		.max_downtime_ms = m->max_downtime_ms,
+		.postcopy = m->postcopy,
 	};
 	return vm_migrate_start(opaque, &p, err, errlen);
 }
@@ -259,6 +264,9 @@ static int api_migrate_cancel(void *opaque, char *err, size_t errlen)
 	int rc = vm_migrate_cancel(opaque);
 	if (rc == -EALREADY)
 		snprintf(err, errlen, "no migration is running");
+	else if (rc == -EPERM)
+		snprintf(err, errlen, "a post-copy migration cannot be cancelled after the switch-over: "
+		                      "the guest runs on the destination");
 	return rc;
 }
 
