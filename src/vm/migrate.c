@@ -722,7 +722,7 @@ static void *pc_push_thread(void *arg)
 	struct migration *mg = arg;
 	struct vm *vm = mg->vm;
 	uint8_t *buf = malloc(MS_RAM_MAX), *data;
-	uint64_t pages[MS_BATCH], cursor = 0, len;
+	uint64_t pages[MS_BATCH], cursor = 0, len, paid = mg->s.bytes_out;
 	uint32_t type;
 	char reason[120], why[160] = "";
 	int rc = buf ? 0 : -ENOMEM;
@@ -748,6 +748,16 @@ static void *pc_push_thread(void *arg)
 		}
 		if (rc)
 			break;
+		/* the cap holds for the whole stream but only the background push
+		 * waits for it: what went out since the last batch (requests too)
+		 * is paid before the next one, and requests are served meanwhile */
+		uint64_t wait;
+		if (!ratelimit_charge(&mg->cap, mg->s.bytes_out - paid, &wait)) {
+			wait /= 1000000;
+			poll(&p, 1, wait < 1 ? 1 : wait > 10 ? 10 : (int)wait);
+			continue;
+		}
+		paid = mg->s.bytes_out;
 		uint32_t n = 0;
 		for (uint64_t pg = pc_map_next(&mg->owed, cursor); n < MS_BATCH && pg < mg->owed.npages;
 		     pg = pc_map_next(&mg->owed, pg + 1))
