@@ -23,6 +23,7 @@
 #include "vm/mem.h"
 #include "vm/migrate.h"
 #include "vm/migrate_stream.h"
+#include "vm/postcopy_in.h"
 #include "vm/snapshot.h"
 
 #define MEM_PAGES 64
@@ -113,11 +114,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	err[0] = '\0';
-	int rc = migrate_receive(rx, &mem, &snap, err, sizeof(err));
+	struct pc_in *pc = NULL;
+	int rc = migrate_receive(rx, &mem, &snap, &pc, err, sizeof(err));
 	if (rc == 0) {
 		if (!snap.data)
 			__builtin_trap(); /* DONE before the state */
 		snapshot_close(&snap);
+		postcopy_in_abort(pc, "fuzz"); /* never started: only freed */
 		if ((flags & 3) == 3)
 			__builtin_trap(); /* a damaged tag went through */
 	} else if (!err[0] || strchr(err, '\n')) {
