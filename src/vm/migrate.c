@@ -84,6 +84,8 @@ struct migration {
 	uint64_t *bitmaps[MEM_MAX_REGIONS];
 	bool postcopy;
 	bool pc_switched;            /* post-copy: the destination answered 'A' */
+	bool final_sent;             /* the whole state went out: the destination may run it */
+	bool refused;                /* the destination said 'N' (it will not run the guest) */
 	struct pc_map owed;          /* post-copy: pages the destination still needs */
 	uint64_t pc_owed, pc_requested; /* post-copy figures (under lock) */
 	uint64_t pc_all_ms;          /* pause until the last page was confirmed */
@@ -533,8 +535,10 @@ static int switch_over(struct migration *mg, bool *unlocked, char *err, size_t e
 		snprintf(err, errlen, "sending the state: %s", strerror(-rc));
 		return rc;
 	}
+	mg->final_sent = true;
 	int code = mstream_recv_answer(&mg->s, DONE_TIMEOUT_MS, reason, sizeof(reason));
 	if (code != 'A') {
+		mg->refused = code == 'N';
 		answer_error(code, reason, err, errlen);
 		return -EPROTO;
 	}
@@ -683,6 +687,7 @@ static int postcopy_switch(struct migration *mg, bool *unlocked, char *err, size
 		snprintf(err, errlen, "sending the state: %s", strerror(-rc));
 		return rc;
 	}
+	mg->final_sent = true;
 	if (!(buf = malloc(MS_RAM_MAX)))
 		return -ENOMEM;
 	/* the destination loads the state now: what it touches is asked for */
@@ -707,6 +712,7 @@ static int postcopy_switch(struct migration *mg, bool *unlocked, char *err, size
 		if (code == 'A')
 			break;
 		rc = -EPROTO;
+		mg->refused = code == 'N';
 		answer_error(code == 'N' ? 'N' : -EPROTO, reason, err, errlen);
 		break;
 	}
@@ -818,6 +824,42 @@ static void *pc_push_thread(void *arg)
 	return NULL;
 }
 
+/* The whole state went out but no clear answer came back: the destination may
+ * be running the guest. Resuming here could make two of it, both writing its
+ * disks, so this side never resumes by itself. Post-copy: the guest cannot be
+ * whole anywhere now; stop as after a break past the switch. Pre-copy: stay
+ * paused, and say how to go on. */
+static void unknown_outcome(struct migration *mg, const char *why)
+{
+	struct vm *vm = mg->vm;
+	char msg[sizeof(mg->error)];
+
+	if (mg->postcopy)
+		snprintf(msg, sizeof(msg), "post-copy broke after the switch-over (%s): the guest's state "
+		         "lives on the destination, which cannot get its last %llu pages; this side "
+		         "stopped and will not resume", why, (unsigned long long)mg->owed.count);
+	else
+		snprintf(msg, sizeof(msg), "%s after the whole state went out: the destination may be "
+		         "running the guest, so this side stays paused (resume it only if the "
+		         "destination does not run it)", why);
+	log_error("migration: %s", msg);
+	set_error_msg(mg, msg);
+	mg->pc_switched = mg->postcopy;
+	atomic_store(&mg->state, MIG_FAILED);
+	dirty_logging(vm, false);
+	mstream_close(&mg->s);
+	if (mg->postcopy) {
+		vm_request_error(vm);
+		return;
+	}
+	/* the image locks decide it for VMs with disks: a destination that runs the
+	 * guest holds them, and one that does not yet never will after this */
+	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
+		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], true) < 0)
+			log_error("disk %u: the destination holds the image lock: it runs the guest", i);
+	}
+}
+
 /* Main thread: pause, switch over, hand over (or resume). */
 static void migrate_final(void *opaque, uint32_t events)
 {
@@ -878,6 +920,10 @@ static void migrate_final(void *opaque, uint32_t events)
 	vm_request_migrated(vm);
 	return;
 fail:
+	if (mg->final_sent && !mg->refused) {
+		unknown_outcome(mg, err);
+		return;
+	}
 	log_warn("migration failed: %s; the VM goes on here", err);
 	set_error_msg(mg, err);
 	for (unsigned i = 0; unlocked && i < CONFIG_MAX_DISKS; i++) {
@@ -983,6 +1029,11 @@ bool vm_migrate_handed_over(struct vm *vm)
 		return false;
 	int st = atomic_load(&mg->state);
 	return st == MIG_POSTCOPY || st == MIG_COMPLETED || (st == MIG_FAILED && mg->pc_switched);
+}
+
+bool vm_migrate_postcopy_pushing(struct vm *vm)
+{
+	return vm->migration && atomic_load(&vm->migration->state) == MIG_POSTCOPY;
 }
 
 int vm_migrate_cancel(struct vm *vm)

@@ -47,6 +47,9 @@ int vm_migrate_cancel(struct vm *vm);
 /* True once the guest's state belongs to a destination (post-copy after the
  * switch, or a finished migration): the VM here must never resume. */
 bool vm_migrate_handed_over(struct vm *vm);
+/* A post-copy push is running: the guest runs on the destination and still
+ * needs pages from here. */
+bool vm_migrate_postcopy_pushing(struct vm *vm);
 /* Progress for GET /v1/vm (adds a "migration" member when there is one). */
 void vm_migrate_info(struct vm *vm, struct json_object *out);
 /* Tear down (joins the thread). */

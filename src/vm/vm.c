@@ -760,6 +760,19 @@ static void vm_signal_ev(void *opaque, uint32_t events)
 				virtio_console_resize(vm->vcon, cols, rows);
 			return;
 		}
+		if (vm_migrate_postcopy_pushing(vm)) {
+			/* stopping now would kill the guest on the destination */
+			if (!vm->stop_deferred++) {
+				log_warn("%s: post-copy is sending the guest's last pages to the destination; "
+				         "this process exits when they are there (the same signal again "
+				         "exits now, and the guest dies)", strsignal((int)si.ssi_signo));
+				return;
+			}
+			log_error("stopping on %s during post-copy: the guest on the destination cannot go on",
+			          strsignal((int)si.ssi_signo));
+			vm_request_exit(vm, VM_EXIT_ERROR);
+			return;
+		}
 		log_info("stopping on %s", strsignal((int)si.ssi_signo));
 		vm_request_exit(vm, VM_EXIT_STOPPED);
 	}

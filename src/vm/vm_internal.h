@@ -74,6 +74,7 @@ struct vm {
 	struct evloop *loop;
 	_Atomic int exit_reason;
 	_Atomic int stopping;
+	unsigned stop_deferred;    /* stop signals held back during a post-copy push */
 	/* pause: vCPU threads park on `resumed` until paused clears */
 	pthread_mutex_t pause_lock;
 	pthread_cond_t parked, resumed;

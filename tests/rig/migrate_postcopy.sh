@@ -93,6 +93,11 @@ t0=$(ms_now)
 ctl migrate tcp:127.0.0.1:7103 --postcopy --max-bandwidth 25 >/dev/null || fail "migrate request refused"
 wait_for "$dlog" "postcopy: serving faults" 120 || { show_console "$log"; fail "no post-copy switch-over"; }
 t_sw=$(ms_now)
+# a SIGTERM to the source now must not kill the guest on the destination: the
+# source finishes the push first (it says so), then exits 0
+kill -TERM "$src_pid" 2>/dev/null || true
+wait_for "$log" "post-copy is sending the guest's last pages" 20 ||
+	fail "SIGTERM during the push: no word from the source"
 i=0
 while alive "$src_pid" && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
 alive "$src_pid" && { show_console "$log"; ctl info; fail "the source still runs 120 s after migrate"; }
@@ -102,7 +107,7 @@ CVISOR_PID=
 [ "$RC" = 0 ] || { show_console "$log"; show_console "$dlog"; fail "the source exited $RC after post-copy"; }
 summary=$(tr -d '\r' <"$log" | grep -o 'migrated to.*post-copy.*' | tail -n1)
 down=$(tr -d '\r' <"$log" | grep -o 'after [0-9]* ms downtime' | tail -n1)
-check "source exited 0: request to switch-over $((t_sw - t0)) ms, to source exit $((t_end - t0)) ms ($down)"
+check "source exited 0 (a SIGTERM during the push waited for it): request to switch-over $((t_sw - t0)) ms, to source exit $((t_end - t0)) ms ($down)"
 check "source: $summary"
 last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
 wait_for "$dlog" "TICK $((last + 2)) " 60 || fail "the destination does not tick on"
