@@ -79,13 +79,13 @@ run_batch() {
 	# shellcheck disable=SC2086
 	rig_batch "$log/rig-$b.res" $batch
 	again=
-	if grep -q 'Kernel panic - not syncing' "$log/rig-$b.res"; then
+	if grep -q -e 'Kernel panic - not syncing' -e 'RIG-HANG' "$log/rig-$b.res"; then
 		for t in $batch; do
 			grep -q "^FAIL $(basename "$t") (no result)" "$log/rig-$b.res" && again="$again $t"
 		done
 	fi
 	if [ -n "$again" ]; then
-		echo "RIG-FAULT: the rig's L1 kernel panicked (the emulated CPU, not cvisor); once more in a fresh rig:$again"
+		echo "RIG-FAULT: the rig's L1 kernel panicked or hung (the emulated CPU, not cvisor); once more in a fresh rig:$again"
 		grep -v ' (no result)$' "$log/rig-$b.res" >"$log/rig-$b.counted"
 		count "$log/rig-$b.counted"
 		# shellcheck disable=SC2086

@@ -271,6 +271,21 @@ echo "rig: nested rig, $(echo $names | wc -w) test(s), limit ${limit}s, console:
 t0=$(date +%s)
 qemu_l0 timeout -k 10 "$limit" </dev/null >"$log" 2>&1 &
 qpid=$!
+# An L1 that hangs (the emulated CPU; tools/rig/README.md) prints nothing more:
+# a console silent for RIG_SILENCE seconds ends the run, marked RIG-HANG.
+(
+	last=-1 quiet=0
+	while kill -0 $qpid 2>/dev/null; do
+		sleep 10
+		size=$(wc -c <"$log")
+		if [ "$size" = "$last" ]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
+		if [ $quiet -ge "${RIG_SILENCE:-420}" ]; then
+			echo "RIG-HANG L1 printed nothing for ${quiet}s: stopped" >>"$log"
+			pkill -TERM -P $qpid 2>/dev/null
+			break
+		fi
+	done
+) &
 # Report results as they arrive.
 tail -n +1 -f --pid=$qpid "$log" | sed -u 's/\r$//' | while IFS= read -r line; do
 	[ $verbose = 1 ] && printf '%s\n' "$line"
@@ -279,7 +294,7 @@ tail -n +1 -f --pid=$qpid "$log" | sed -u 's/\r$//' | while IFS= read -r line; d
 		set -- $line
 		if [ "$3" = pass ]; then echo "PASS $2 (${5#secs=}s)"; else echo "FAIL $2 (${4}, ${5#secs=}s)"; fi
 		;;
-	"RIG-L1-READY "* | "RIG-ERROR "* | "RIG-TIMEOUT "*) [ $verbose = 1 ] || echo "rig: $line" ;;
+	"RIG-L1-READY "* | "RIG-ERROR "* | "RIG-TIMEOUT "* | "RIG-HANG "*) [ $verbose = 1 ] || echo "rig: $line" ;;
 	esac
 done
 qrc=0
