@@ -285,7 +285,7 @@ qpid=$!
 			break
 		fi
 	done
-) &
+) </dev/null >/dev/null 2>&1 & # (holds no pipe of whoever reads rig.sh's output)
 # Report results as they arrive.
 tail -n +1 -f --pid=$qpid "$log" | sed -u 's/\r$//' | while IFS= read -r line; do
 	[ $verbose = 1 ] && printf '%s\n' "$line"
