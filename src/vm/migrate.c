@@ -496,6 +496,35 @@ fail:
 	return NULL;
 }
 
+/* Let every disk's image lock go to the destination. *unlocked is set first:
+ * when disk i cannot let go, disks 0..i-1 already did and the failure path
+ * must lock them again (locking a locked disk is harmless). */
+static int release_locks(struct vm *vm, bool *unlocked, char *err, size_t errlen)
+{
+	*unlocked = true;
+	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
+		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], false) < 0) {
+			snprintf(err, errlen, "disk %u cannot hand its lock over", i);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* The state, then DONE: from here the destination may run the guest. */
+static int send_final(struct migration *mg, const struct sbuf *st, char *err, size_t errlen)
+{
+	int rc = mstream_send(&mg->s, MS_STATE, st->data, st->len);
+	if (!rc)
+		rc = mstream_send(&mg->s, MS_DONE, "", 0);
+	if (rc) {
+		snprintf(err, errlen, "sending the state: %s", strerror(-rc));
+		return rc;
+	}
+	mg->final_sent = true;
+	return 0;
+}
+
 /* Main thread, VM paused: the last pages, the state, DONE; 0 once the
  * destination answered 'A'. */
 static int switch_over(struct migration *mg, bool *unlocked, char *err, size_t errlen)
@@ -513,29 +542,17 @@ static int switch_over(struct migration *mg, bool *unlocked, char *err, size_t e
 		snprintf(err, errlen, "sending the last pages: %s", strerror(-rc));
 		return rc;
 	}
-	/* set first: when disk i cannot let go, disks 0..i-1 already did and the
-	 * failure path must lock them again (locking a locked disk is harmless) */
-	*unlocked = true;
-	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
-		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], false) < 0) {
-			snprintf(err, errlen, "disk %u cannot hand its lock over", i);
-			return -EIO;
-		}
-	}
+	if ((rc = release_locks(vm, unlocked, err, errlen)))
+		return rc;
 	uint64_t t_pages = ratelimit_now_ns();
 	struct sbuf st = { 0 };
 	if ((rc = snapshot_build_state(vm, &st, err, errlen)))
 		return rc;
 	uint64_t t_state = ratelimit_now_ns();
-	rc = mstream_send(&mg->s, MS_STATE, st.data, st.len);
+	rc = send_final(mg, &st, err, errlen);
 	sbuf_free(&st);
-	if (!rc)
-		rc = mstream_send(&mg->s, MS_DONE, "", 0);
-	if (rc) {
-		snprintf(err, errlen, "sending the state: %s", strerror(-rc));
+	if (rc)
 		return rc;
-	}
-	mg->final_sent = true;
 	int code = mstream_recv_answer(&mg->s, DONE_TIMEOUT_MS, reason, sizeof(reason));
 	if (code != 'A') {
 		mg->refused = code == 'N';
@@ -663,13 +680,8 @@ static int postcopy_switch(struct migration *mg, bool *unlocked, char *err, size
 	pthread_mutex_lock(&mg->lock);
 	mg->pc_owed = mg->remaining_pages = mg->owed.count;
 	pthread_mutex_unlock(&mg->lock);
-	*unlocked = true; /* as in pre-copy: set before the first disk lets go */
-	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
-		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], false) < 0) {
-			snprintf(err, errlen, "disk %u cannot hand its lock over", i);
-			return -EIO;
-		}
-	}
+	if ((rc = release_locks(vm, unlocked, err, errlen)))
+		return rc;
 	struct sbuf st = { 0 };
 	if ((rc = snapshot_build_state(vm, &st, err, errlen)))
 		return rc;
@@ -679,15 +691,10 @@ static int postcopy_switch(struct migration *mg, bool *unlocked, char *err, size
 	free(data);
 	data = NULL;
 	if (!rc)
-		rc = mstream_send(&mg->s, MS_STATE, st.data, st.len);
+		rc = send_final(mg, &st, err, errlen);
 	sbuf_free(&st);
-	if (!rc)
-		rc = mstream_send(&mg->s, MS_DONE, "", 0);
-	if (rc) {
-		snprintf(err, errlen, "sending the state: %s", strerror(-rc));
+	if (rc)
 		return rc;
-	}
-	mg->final_sent = true;
 	if (!(buf = malloc(MS_RAM_MAX)))
 		return -ENOMEM;
 	/* the destination loads the state now: what it touches is asked for */
