@@ -17,8 +17,12 @@ dlog=$TMPDIR/dst.log
 ctl() { "$CVISOR" ctl --api-socket "$api" "$@"; }
 mig_state() { ctl info 2>/dev/null | tr -d ' \n' | grep -o '"migration":{"state":"[a-z]*"' | cut -d'"' -f6; }
 # streams whose echo differs from what was sent: "STREAM sent N sum S / got M sum T"
-bad_streams() { tr -d '\r' <"$1" | awk '$1 == "STREAM" && $2 == "sent" && ($3 != $8 || $5 != $10)'; }
-good_streams() { tr -d '\r' <"$1" | awk '$1 == "STREAM" && $2 == "sent" && $3 == $8 && $5 == $10' | wc -l; }
+# A stream's line: "STREAM sent N sum X / got M sum Y". Only whole lines count:
+# the console is live (its last line may be half-written) and cvisor's own
+# messages share it (one can land inside a guest line).
+streams() { tr -d '\r' <"$1" | grep -E '^STREAM sent [0-9]+ sum [0-9a-f]{16} / got [0-9]+ sum [0-9a-f]{16}$'; }
+bad_streams() { streams "$1" | awk '$3 != $8 || $5 != $10'; }
+good_streams() { streams "$1" | awk '$3 == $8 && $5 == $10' | wc -l; }
 
 echo_pid=
 echo2_pid=

@@ -107,7 +107,7 @@ int main(int argc, char **argv)
 				got += (size_t)r;
 			}
 		}
-		printf("sent %zu sum %llx / got %zu sum %llx\n", sent, (unsigned long long)ssum, got,
+		printf("sent %zu sum %016llx / got %zu sum %016llx\n", sent, (unsigned long long)ssum, got,
 		       (unsigned long long)rsum);
 		return ssum == rsum ? 0 : 1;
 	}

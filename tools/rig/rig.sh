@@ -255,7 +255,8 @@ rm -rf "$stage" "$carrier"
 qemu_l0() {
 	"$@" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt -smp 2 -m 6144 \
 		-nographic -no-reboot -nic none -kernel "$RIG/kernel/vmlinuz" -initrd "$work/l1.cpio.gz" \
-		$drive -append "console=ttyS0 panic=-1 quiet"
+		$drive -append "console=ttyS0 panic=-1 quiet" \
+		-serial mon:stdio -serial file:"$work/heartbeat"
 }
 
 if [ $action = demo ]; then
@@ -271,16 +272,28 @@ echo "rig: nested rig, $(echo $names | wc -w) test(s), limit ${limit}s, console:
 t0=$(date +%s)
 qemu_l0 timeout -k 10 "$limit" </dev/null >"$log" 2>&1 &
 qpid=$!
-# An L1 that hangs (the emulated CPU; tools/rig/README.md) prints nothing more:
-# a console silent for RIG_SILENCE seconds ends the run, marked RIG-HANG.
+# An L1 that hangs (the emulated CPU; tools/rig/README.md) stops its heartbeat
+# (l1-init writes one line to its ttyS1 every 5 s): RIG_HB_SILENCE seconds (90)
+# without one end the run, marked RIG-HANG. A test that hangs in a living L1 is
+# left to its own timeout. Until the heartbeat starts, a console silent for
+# RIG_SILENCE seconds (420) counts as the hang.
 (
-	last=-1 quiet=0
+	last=-1 quiet=0 hblast=-1 hbquiet=0
 	while kill -0 $qpid 2>/dev/null; do
 		sleep 10
 		size=$(wc -c <"$log")
 		if [ "$size" = "$last" ]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
-		if [ $quiet -ge "${RIG_SILENCE:-420}" ]; then
-			echo "RIG-HANG L1 printed nothing for ${quiet}s: stopped" >>"$log"
+		hb=$(wc -c <"$work/heartbeat" 2>/dev/null || echo 0)
+		if [ "$hb" = "$hblast" ]; then hbquiet=$((hbquiet + 10)); else hbquiet=0 hblast=$hb; fi
+		why=
+		if [ "$hb" -gt 0 ]; then
+			[ $hbquiet -lt "${RIG_HB_SILENCE:-90}" ] ||
+				why="L1's heartbeat stopped ${hbquiet}s ago (console silent for ${quiet}s)"
+		elif [ $quiet -ge "${RIG_SILENCE:-420}" ]; then
+			why="L1 printed nothing for ${quiet}s"
+		fi
+		if [ -n "$why" ]; then
+			echo "RIG-HANG $why: stopped" >>"$log"
 			pkill -TERM -P $qpid 2>/dev/null
 			break
 		fi
