@@ -86,6 +86,7 @@ struct migration {
 	bool pc_switched;            /* post-copy: the destination answered 'A' */
 	bool final_sent;             /* the whole state went out: the destination may run it */
 	bool refused;                /* the destination said 'N' (it will not run the guest) */
+	bool locks_lost;             /* unclear ending: a disk's lock stayed with the destination */
 	struct pc_map owed;          /* post-copy: pages the destination still needs */
 	uint64_t pc_owed, pc_requested; /* post-copy figures (under lock) */
 	uint64_t pc_all_ms;          /* pause until the last page was confirmed */
@@ -862,8 +863,10 @@ static void unknown_outcome(struct migration *mg, const char *why)
 	/* the image locks decide it for VMs with disks: a destination that runs the
 	 * guest holds them, and one that does not yet never will after this */
 	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
-		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], true) < 0)
+		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], true) < 0) {
 			log_error("disk %u: the destination holds the image lock: it runs the guest", i);
+			mg->locks_lost = true; /* so this side must never resume */
+		}
 	}
 }
 
@@ -1035,7 +1038,8 @@ bool vm_migrate_handed_over(struct vm *vm)
 	if (!mg)
 		return false;
 	int st = atomic_load(&mg->state);
-	return st == MIG_POSTCOPY || st == MIG_COMPLETED || (st == MIG_FAILED && mg->pc_switched);
+	return st == MIG_POSTCOPY || st == MIG_COMPLETED ||
+	       (st == MIG_FAILED && (mg->pc_switched || mg->locks_lost));
 }
 
 bool vm_migrate_postcopy_pushing(struct vm *vm)

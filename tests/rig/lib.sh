@@ -36,6 +36,26 @@ wait_for() {
 	done
 }
 
+# The guest's "TICK n md5" lines (the migration and snapshot tests), whole ones only:
+# cvisor's own messages share the console and can land inside a guest line, and
+# the last line may be half-written.
+ticks() { tr -d '\r' <"$1" | grep -E '^TICK [0-9]+ [0-9a-f]{32}$' || true; }
+last_tick() { ticks "$1" | awk '$2 > m { m = $2 } END { print m + 0 }'; }
+first_tick() { ticks "$1" | head -n1 | cut -d' ' -f2; }
+tick_sums() { ticks "$1" | awk '{ print $3 }' | sort -u; }
+# wait_tick FILE N TIMEOUT: wait for a whole tick line numbered N or more.
+wait_tick() {
+	_deadline=$(($(date +%s) + $3))
+	while [ "$(last_tick "$1")" -lt "$2" ]; do
+		if [ "$(date +%s)" -ge "$_deadline" ]; then
+			echo "timed out after $3 s waiting for tick $2 in $1" >&2
+			show_console "$1"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
 # count_of FILE PATTERN: number of lines of FILE matching PATTERN.
 count_of() { grep -c -- "$2" "$1" 2>/dev/null || true; }
 

@@ -20,7 +20,7 @@ out=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/uran
 sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
 [ ${#sum0} = 32 ] || { show_console "$log"; fail "guest set-up failed"; }
 shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
-wait_for "$log" "TICK 2 " 60 || fail "no ticks"
+wait_tick "$log" 2 60 || fail "no ticks"
 src_pid=$CVISOR_PID
 check "source ticking, data md5 $sum0"
 
@@ -37,8 +37,8 @@ wait $d0 2>/dev/null || true
 i=0
 while [ "$(mig_state)" = active ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
 alive "$src_pid" || { show_console "$log"; fail "the source died with its destination"; }
-n=$(count_of "$log" "^TICK")
-wait_for "$log" "TICK $((n + 1)) " 30 || fail "the source stopped ticking after a killed destination"
+n=$(last_tick "$log")
+wait_tick "$log" $((n + 1)) 30 || fail "the source stopped ticking after a killed destination"
 check "destination killed mid-migration: source still running (migration: $(mig_state))"
 
 # 2. a cancelled migration: the source goes on, the destination exits with an error
@@ -59,8 +59,8 @@ while alive $d1 && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
 drc=0; wait $d1 || drc=$?
 alive "$src_pid" || { show_console "$log"; fail "the source died on cancel"; }
 [ "$drc" != 0 ] || fail "the cancelled destination exited 0"
-n=$(count_of "$log" "^TICK")
-wait_for "$log" "TICK $((n + 1)) " 30 || fail "the source stopped ticking after cancel"
+n=$(last_tick "$log")
+wait_tick "$log" $((n + 1)) 30 || fail "the source stopped ticking after cancel"
 check "cancelled migration (state $st): source runs on, destination exited $drc: $(tail -n1 "$TMPDIR/d1.log")"
 shell_run "kill %2 2>/dev/null; true" >/dev/null
 
@@ -82,11 +82,11 @@ RC=0; wait "$src_pid" || RC=$?
 CVISOR_PID=
 [ "$RC" = 0 ] || { show_console "$log"; fail "the source exited $RC after migrating"; }
 check "source exited 0 after $(($(date +%s) - t0)) s: $(grep -o 'migrated to.*' "$log" | tail -n1)"
-last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
-wait_for "$dlog" "TICK $((last + 2)) " 60 || fail "the destination does not tick on"
-sums=$(tr -d '\r' <"$dlog" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+last=$(last_tick "$log")
+wait_tick "$dlog" $((last + 2)) 60 || { show_console "$log"; fail "the destination does not tick on (source console above it)"; }
+sums=$(tick_sums "$dlog")
 [ "$sums" = "$sum0" ] || { show_console "$dlog"; fail "checksums on the destination: $sums (want $sum0)"; }
-first=$(tr -d '\r' <"$dlog" | grep -o '^TICK [0-9]*' | head -n1 | cut -d' ' -f2)
+first=$(first_tick "$dlog")
 check "destination goes on: last tick on the source $last, first on the destination $first, same checksum"
 printf 'echo written-after-migration >/mnt/m && sync && cat /mnt/m\n' >&4
 wait_for "$dlog" "^written-after-migration" 60 || fail "the disk is not writable on the destination"

@@ -63,7 +63,7 @@ sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
 check "guest up in $NS1: pings answered, data md5 $sum0"
 shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
 shell_run "(while :; do dd if=/dev/urandom of=/dev/shm/churn bs=1M count=8 conv=notrunc 2>/dev/null; done) &" >/dev/null
-wait_for "$log" "TICK 2 " 60 || fail "no ticks"
+wait_tick "$log" 2 60 || fail "no ticks"
 
 rm -f "$TMPDIR/dstin"
 mkfifo "$TMPDIR/dstin"
@@ -89,9 +89,9 @@ CVISOR_PID=
 [ "$RC" = 0 ] || { show_console "$log"; show_console "$dlog"; fail "the source exited $RC after migrating"; }
 check "source exited 0 after $(($(date +%s) - t0)) s: $(grep -o 'migrated to.*' "$log" | tail -n1)"
 
-last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
-wait_for "$dlog" "TICK $((last + 2)) " 60 || fail "the destination does not tick on"
-sums=$(tr -d '\r' <"$dlog" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+last=$(last_tick "$log")
+wait_tick "$dlog" $((last + 2)) 60 || { show_console "$log"; fail "the destination does not tick on (source console above it)"; }
+sums=$(tick_sums "$dlog")
 [ "$sums" = "$sum0" ] || { show_console "$dlog"; fail "checksums on the destination: $sums (want $sum0)"; }
 check "destination in $NS2 goes on from tick $last with the same checksum"
 

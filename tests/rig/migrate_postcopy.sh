@@ -28,7 +28,7 @@ out=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/uran
 sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
 [ ${#sum0} = 32 ] || { show_console "$log"; fail "guest set-up failed"; }
 shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
-wait_for "$log" "TICK 2 " 60 || fail "no ticks"
+wait_tick "$log" 2 60 || fail "no ticks"
 src_pid=$CVISOR_PID
 check "source ticking, data md5 $sum0"
 
@@ -38,8 +38,8 @@ wait_done() { # wait while the migration is active
 }
 still_ticking() {
 	alive "$src_pid" || { show_console "$log"; fail "the source died: $1"; }
-	_n=$(count_of "$log" "^TICK")
-	wait_for "$log" "TICK $((_n + 1)) " 30 || fail "the source stopped ticking: $1"
+	_n=$(last_tick "$log")
+	wait_tick "$log" $((_n + 1)) 30 || fail "the source stopped ticking: $1"
 }
 
 # 1. a destination that refuses before the switch (another memory size): the source goes on
@@ -109,11 +109,11 @@ summary=$(tr -d '\r' <"$log" | grep -o 'migrated to.*post-copy.*' | tail -n1)
 down=$(tr -d '\r' <"$log" | grep -o 'after [0-9]* ms downtime' | tail -n1)
 check "source exited 0 (a SIGTERM during the push waited for it): request to switch-over $((t_sw - t0)) ms, to source exit $((t_end - t0)) ms ($down)"
 check "source: $summary"
-last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
-wait_for "$dlog" "TICK $((last + 2)) " 60 || fail "the destination does not tick on"
-sums=$(tr -d '\r' <"$dlog" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+last=$(last_tick "$log")
+wait_tick "$dlog" $((last + 2)) 60 || { show_console "$log"; fail "the destination does not tick on (source console above it)"; }
+sums=$(tick_sums "$dlog")
 [ "$sums" = "$sum0" ] || { show_console "$dlog"; fail "checksums on the destination: $sums (want $sum0)"; }
-first=$(tr -d '\r' <"$dlog" | grep -o '^TICK [0-9]*' | head -n1 | cut -d' ' -f2)
+first=$(first_tick "$dlog")
 check "destination goes on: last tick on the source $last, first on the destination $first, same checksum"
 info=$("$CVISOR" ctl --api-socket "$api2" info | tr -d ' \n')
 pcinfo=$(echo "$info" | grep -o '"incoming_postcopy":{[^}]*}') || fail "no incoming_postcopy in GET /v1/vm: $info"

@@ -30,7 +30,7 @@ out=$(shell_run "dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null 
 sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
 [ ${#sum0} = 32 ] || { show_console "$log"; fail "guest set-up failed"; }
 shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
-wait_for "$log" "TICK 2 " 60 || fail "no ticks"
+wait_tick "$log" 2 60 || fail "no ticks"
 check "source ticking, data md5 $sum0"
 
 # refused DEST_ARGS -- MIGRATE_ARGS -- WANT_SRC WANT_DST: a migration that must fail
@@ -66,8 +66,8 @@ refused() {
 	echo "$_last" | grep -q "$_wdst" || { show_console "$_d"; fail "destination's last line: '$_last'"; }
 	[ ! -e "$TMPDIR/apiR.sock" ] || fail "the refusing destination left its API socket"
 	alive "$CVISOR_PID" || { show_console "$log"; fail "the source died"; }
-	_n=$(count_of "$log" "^TICK")
-	wait_for "$log" "TICK $((_n + 1)) " 30 || fail "the source stopped ticking"
+	_n=$(last_tick "$log")
+	wait_tick "$log" $((_n + 1)) 30 || fail "the source stopped ticking"
 	check "refused: source '$_err'; destination exit 1: '$_last'"
 }
 
@@ -122,7 +122,7 @@ hop() {
 	wait "$CVISOR_PID" || RC=$?
 	[ "$RC" = 0 ] || { show_console "$log"; fail "the source exited $RC after migrating"; }
 	HOP=$(tr -d '\r' <"$log" | grep -o 'migrated to.*' | tail -n1)
-	_last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
+	_last=$(last_tick "$log")
 	# the shell and the API are the destination's now
 	exec 3>&-
 	exec 3>&4 4>&-
@@ -130,8 +130,8 @@ hop() {
 	log=$_dlog
 	_slog=$_dlog
 	api=$TMPDIR/api$_n.sock
-	wait_for "$log" "TICK $((_last + 2)) " 60 || fail "destination $_n does not tick on"
-	_sums=$(tr -d '\r' <"$log" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+	wait_tick "$log" $((_last + 2)) 60 || fail "destination $_n does not tick on"
+	_sums=$(tick_sums "$log")
 	[ "$_sums" = "$sum0" ] || { show_console "$log"; fail "checksums on destination $_n: $_sums (want $sum0)"; }
 	check "hop $_n in $(($(date +%s) - _t0)) s, same checksum: $HOP"
 }

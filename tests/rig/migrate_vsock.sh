@@ -48,7 +48,7 @@ shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob
 # (the L1 port streams go to is read from a file, and a stream that hangs is given up
 # after 30 s: see the real migration below)
 shell_run "echo 5000 >/dev/shm/port; (while :; do timeout 30 vsockt stream 2 \$(cat /dev/shm/port) 2 2>&1 | sed 's/^/STREAM /'; sleep 0.2; done) &" >/dev/null
-wait_for "$log" "TICK 2 " 60 || fail "no ticks"
+wait_tick "$log" 2 60 || fail "no ticks"
 wait_for "$log" "^STREAM sent" 120 || fail "no vsock stream from the guest"
 [ -z "$(bad_streams "$log")" ] || { show_console "$log"; fail "a stream got other bytes back before any migration"; }
 check "source ticking (data md5 $sum0), guest streaming over vsock: $(good_streams "$log") streams ok"
@@ -79,8 +79,8 @@ alive "$src_pid" || { show_console "$log"; cat "$TMPDIR/d0.log"; fail "the sourc
 grep -q "virtio-vsock: its saved state does not load" "$TMPDIR/d0.log" ||
 	{ cat "$TMPDIR/d0.log"; fail "the destination did not refuse at the state (switch-over)"; }
 check "refused at the switch-over (destination exited $drc): $(grep -o 'migration failed.*' "$log" | tail -n1)"
-n=$(count_of "$log" "^TICK")
-wait_for "$log" "TICK $((n + 1)) " 30 || fail "the source stopped ticking after the failed switch-over"
+n=$(last_tick "$log")
+wait_tick "$log" $((n + 1)) 30 || fail "the source stopped ticking after the failed switch-over"
 g=$(good_streams "$log")
 i=0
 while [ "$(good_streams "$log")" -le $((g + 1)) ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
@@ -109,9 +109,9 @@ check "source exited 0 after $(($(date +%s) - t0)) s: $(grep -o 'migrated to.*' 
 wait_for "$dlog" "vsock: cid 42 claimed" 30 || fail "the destination never got CID 42"
 wait_for "$dlog" "vsock: transport reset sent" 30 || fail "no transport reset for the guest"
 check "destination: $(grep -o 'vsock: cid 42 is still taken.*' "$dlog" | head -n1 | cut -c1-60)... then claimed it, reset sent"
-last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
-wait_for "$dlog" "TICK $((last + 2)) " 60 || fail "the destination does not tick on"
-sums=$(tr -d '\r' <"$dlog" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+last=$(last_tick "$log")
+wait_tick "$dlog" $((last + 2)) 60 || { show_console "$log"; fail "the destination does not tick on (source console above it)"; }
+sums=$(tick_sums "$dlog")
 [ "$sums" = "$sum0" ] || { show_console "$dlog"; fail "checksums on the destination: $sums (want $sum0)"; }
 check "memory intact: last tick on the source $last, ticks on the destination with the same md5"
 # The guest's side of a connection open at the move is reset; L1's side only if CID 42
@@ -161,7 +161,7 @@ while [ "$(good_streams "$rlog")" -lt 1 ] && [ $i -lt 750 ]; do sleep 0.2; i=$((
 out=$(vsockt send 42 6000 hello-after-restore) || { show_console "$rlog"; fail "host -> guest connect failed after the restore"; }
 echo "$out" | grep -q "echo: hello-after-restore" || { show_console "$rlog"; fail "host -> guest echo: '$out'"; }
 [ -z "$(bad_streams "$rlog")" ] || { show_console "$rlog"; fail "a stream got other bytes back"; }
-sums=$(tr -d '\r' <"$rlog" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+sums=$(tick_sums "$rlog")
 [ "$sums" = "$sum0" ] || { show_console "$rlog"; fail "checksums after the restore: $sums (want $sum0)"; }
 check "restored: transport reset sent, same md5, $(good_streams "$rlog") streams ok, host -> guest $out"
 "$CVISOR" ctl --api-socket "$TMPDIR/api3.sock" stop >/dev/null 2>&1 || true

@@ -20,7 +20,7 @@ out=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/uran
 sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
 [ ${#sum0} = 32 ] || { show_console "$log"; fail "guest set-up failed: $sum0"; }
 shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
-wait_for "$log" "TICK 3 " 60 || fail "no ticks"
+wait_tick "$log" 3 60 || fail "no ticks"
 check "guest data md5 $sum0, ticking"
 
 out=$(ctl info 2>&1) || true
@@ -28,7 +28,7 @@ echo "$out" | grep -q "\"state\": *\"running\"" || { echo "$out"; fail "GET /v1/
 t0=$(date +%s)
 out=$(ctl snapshot "$snap" 2>&1) || { echo "$out"; show_console "$log"; fail "snapshot failed"; }
 check "snapshot taken in $(($(date +%s) - t0)) s: $(ls -s "$snap" | tr '\n' ' ')"
-last=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | tail -n1 | cut -d' ' -f2)
+last=$(last_tick "$log")
 ctl stop >/dev/null
 wait_vm 30 || fail "cvisor did not stop"
 exec 3>&-
@@ -62,13 +62,13 @@ shell_start_restore() {
 	echo 0 >"$TMPDIR/shell.n"
 }
 shell_start_restore "$log" --restore "$snap" --api-socket "$api2"
-wait_for "$log" "TICK $((last + 2)) " 120 || fail "the restored guest does not tick on"
+wait_tick "$log" $((last + 2)) 120 || fail "the restored guest does not tick on"
 check "restored; ticking again within $(($(date +%s) - t0)) s"
-first=$(tr -d '\r' <"$log" | grep -o '^TICK [0-9]*' | head -n1 | cut -d' ' -f2)
+first=$(first_tick "$log")
 [ "$first" -ge "$last" ] && [ "$first" -le $((last + 2)) ] ||
 	{ show_console "$log"; fail "the counter went from $last to $first"; }
 check "counter goes on: $last -> $first"
-sums=$(tr -d '\r' <"$log" | grep '^TICK' | awk '{ print $3 }' | sort -u)
+sums=$(tick_sums "$log")
 [ "$sums" = "$sum0" ] || { show_console "$log"; fail "checksums after restore: $sums (want $sum0)"; }
 check "checksum unchanged after restore"
 shell_run "echo after-restore >/mnt/after && sync && cat /mnt/after" 60 | grep -q after-restore ||
