@@ -565,10 +565,13 @@ static bool vcpu_handle_exit(struct vcpu *c)
 	case KVM_EXIT_INTR:
 	case KVM_EXIT_HLT:
 		return true;
-	case KVM_EXIT_SHUTDOWN:
-		log_info("vCPU %u: triple fault, resetting the VM", c->id);
+	case KVM_EXIT_SHUTDOWN: {
+		char regs[320];
+		cpu_describe_regs(c->fd, regs, sizeof(regs));
+		log_info("vCPU %u: triple fault, resetting the VM (%s)", c->id, regs);
 		vm_request_exit(vm, VM_EXIT_REBOOT);
 		return false;
+	}
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
 			vm_request_exit(vm, VM_EXIT_REBOOT);

@@ -4,6 +4,7 @@
 
 #include <asm/kvm.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -227,4 +228,22 @@ int cpu_init_boot_regs(int fd, const struct boot_setup *b)
 	if (ioctl(fd, KVM_SET_REGS, &r) < 0)
 		return -errno;
 	return 0;
+}
+
+void cpu_describe_regs(int vcpu_fd, char *buf, size_t len)
+{
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+
+	buf[0] = '\0';
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu_fd, KVM_GET_SREGS, &sr) < 0)
+		return;
+	snprintf(buf, len,
+	         "rip 0x%llx rsp 0x%llx rflags 0x%llx cs 0x%x cr0 0x%llx cr2 0x%llx cr3 0x%llx "
+	         "cr4 0x%llx efer 0x%llx idt 0x%llx/0x%x gdt 0x%llx/0x%x tr 0x%x",
+	         (unsigned long long)r.rip, (unsigned long long)r.rsp, (unsigned long long)r.rflags,
+	         sr.cs.selector, (unsigned long long)sr.cr0, (unsigned long long)sr.cr2,
+	         (unsigned long long)sr.cr3, (unsigned long long)sr.cr4, (unsigned long long)sr.efer,
+	         (unsigned long long)sr.idt.base, sr.idt.limit, (unsigned long long)sr.gdt.base,
+	         sr.gdt.limit, sr.tr.selector);
 }

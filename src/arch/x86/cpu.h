@@ -27,4 +27,8 @@ int cpu_init_vcpu(int vcpu_fd, const struct cpu_cpuid *supported, unsigned id, u
 /* Registers and segments of the BSP for the given boot entry. 0 or -errno. */
 int cpu_init_boot_regs(int vcpu_fd, const struct boot_setup *b);
 
+/* One line of the vCPU's state where it stopped (RIP, RSP, flags, control
+ * registers, EFER, descriptor tables) for a log message; "" if unreadable. */
+void cpu_describe_regs(int vcpu_fd, char *buf, size_t len);
+
 #endif
