@@ -18,6 +18,7 @@ ctl() { "$CVISOR" ctl --api-socket "$api" "$@"; }
 info() { ctl info 2>/dev/null | tr -d ' \n'; }
 mig_state() { info | grep -o '"migration":{"state":"[a-z]*"' | cut -d'"' -f6; }
 proxy=
+dst=
 
 shell_start "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --disk "path=$disk" \
 	--api-socket "$api" --cmdline "console=ttyS0 mode=shell"
@@ -39,8 +40,7 @@ exec 4>"$TMPDIR/dstin"
 migproxy 7202 7203 lose-answer >"$TMPDIR/proxy.log" 2>&1 &
 proxy=$!
 cleanup() {
-	[ -n "$proxy" ] && kill "$proxy" 2>/dev/null
-	[ -n "$dst" ] && kill -KILL "$dst" 2>/dev/null
+	for p in $proxy $dst; do kill -KILL "$p" 2>/dev/null || true; done
 	stop_vm
 }
 trap cleanup EXIT
@@ -59,7 +59,7 @@ check "relay: $(tr '\n' ';' <"$TMPDIR/proxy.log")"
 n=$(tr -d '\r' <"$log" | grep -c 'after the whole state went out: the destination may be running the guest' || true)
 [ "$n" = 1 ] || { show_console "$log"; fail "$n lines about the unclear ending on the source (want 1)"; }
 info | grep -q '"state":"paused"' || { info; fail "the source's VM is not paused"; }
-info | grep -q 'the destination may be running the guest' || { info; fail "GET /v1/vm does not say why"; }
+ctl info 2>/dev/null | grep -q 'the destination may be running the guest' || { info; fail "GET /v1/vm does not say why"; }
 grep -q "disk 0: the destination holds the image lock" "$log" ||
 	{ show_console "$log"; fail "the source did not find its disk lock taken"; }
 check "source paused: $(tr -d '\r' <"$log" | grep -o 'migration: .*after the whole state went out' | head -n1 | cut -c1-90)..."

@@ -235,6 +235,7 @@ fi
 
 cat >"$stage/rig/config" <<EOF
 RIG_ACTION=$action
+RIG_WARMUP=${RIG_WARMUP:-1}
 RIG_TESTS="$names"
 RIG_CARRIER=$use_carrier
 RIG_ASSETS=$assets_l1
@@ -307,7 +308,7 @@ tail -n +1 -f --pid=$qpid "$log" | sed -u 's/\r$//' | while IFS= read -r line; d
 		set -- $line
 		if [ "$3" = pass ]; then echo "PASS $2 (${5#secs=}s)"; else echo "FAIL $2 (${4}, ${5#secs=}s)"; fi
 		;;
-	"RIG-L1-READY "* | "RIG-ERROR "* | "RIG-TIMEOUT "* | "RIG-HANG "*) [ $verbose = 1 ] || echo "rig: $line" ;;
+	"RIG-L1-READY "* | "RIG-WARMUP "* | "RIG-ERROR "* | "RIG-TIMEOUT "* | "RIG-HANG "*) [ $verbose = 1 ] || echo "rig: $line" ;;
 	esac
 done
 qrc=0

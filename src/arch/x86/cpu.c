@@ -238,6 +238,11 @@ void cpu_describe_regs(int vcpu_fd, char *buf, size_t len)
 	buf[0] = '\0';
 	if (ioctl(vcpu_fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu_fd, KVM_GET_SREGS, &sr) < 0)
 		return;
+	if (r.rip == 0xfff0 && sr.cs.selector == 0xf000 && !(sr.cr0 & 1)) {
+		/* KVM on AMD resets the vCPU on a shutdown intercept before it exits */
+		snprintf(buf, len, "registers unknown: KVM reset the vCPU at the shutdown");
+		return;
+	}
 	snprintf(buf, len,
 	         "rip 0x%llx rsp 0x%llx rflags 0x%llx cs 0x%x cr0 0x%llx cr2 0x%llx cr3 0x%llx "
 	         "cr4 0x%llx efer 0x%llx idt 0x%llx/0x%x gdt 0x%llx/0x%x tr 0x%x",
