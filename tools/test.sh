@@ -96,11 +96,29 @@ run_batch() {
 	fi
 	batch= n=0
 }
+# A batch holds at most RIG_BATCH tests (6) and about RIG_BATCH_SECS (240) s of
+# them, by each test's "# rig-cost: N" line (default 25 s): an L1 that lives
+# longer fills the outer QEMU's 2 GiB translation buffer (about 6.5 MB/s of
+# generated code), and the flush that follows is when L1 panics or hangs most
+# (tools/rig/README.md). A test that costs that much alone gets a rig of its own.
+cost_of() { sed -n 's/^# rig-cost: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n1; }
+secs=0
 for t in "$@"; do
 	[ "$(basename "$t")" = lib.sh ] && continue
+	c=$(cost_of "$t")
+	c=${c:-25}
+	if [ "$c" -ge "${RIG_BATCH_SECS:-240}" ]; then
+		_keep=$batch _kn=$n
+		batch=" $t"
+		run_batch
+		batch=$_keep n=$_kn
+		continue
+	fi
+	[ $((secs + c)) -le "${RIG_BATCH_SECS:-240}" ] || { run_batch; secs=0; }
 	batch="$batch $t"
 	n=$((n + 1))
-	[ $n -lt "${RIG_BATCH:-6}" ] || run_batch
+	secs=$((secs + c))
+	[ $n -lt "${RIG_BATCH:-6}" ] || { run_batch; secs=0; }
 done
 run_batch
 

@@ -4,6 +4,7 @@
 # bad requests get 4xx and the VM runs on, a disk rate limit holds within 10 % and can
 # be changed live, and shutdown through the ACPI power button ends the VM with 0.
 # timeout: 600
+# rig-cost: 30
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 : "${DISK_EXT4:?}"

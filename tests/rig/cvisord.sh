@@ -5,6 +5,7 @@
 # two viewers, input); cgroup v2: a CPU-bound guest under cpu.max 20% uses 15-25% of a CPU;
 # restart policy never, ACPI shutdown, destroy, delete, metrics.
 # timeout: 1500
+# rig-cost: 130
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 

@@ -10,6 +10,7 @@
 # destination killed makes the source exit 1 with one line and never tick again, and a
 # source killed makes the destination exit 1 with one line at once.
 # timeout: 900
+# rig-cost: 80
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 : "${DISK_EXT4:?}"

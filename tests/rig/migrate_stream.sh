@@ -7,6 +7,7 @@
 # dirties memory continuously (auto-converge must throttle it, and say so);
 # a plain hop first, to compare with.
 # timeout: 900
+# rig-cost: 50
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 api=$TMPDIR/api0.sock

@@ -7,6 +7,7 @@
 # hands the overlay over (the destination reloads its metadata) and the guest
 # goes on writing there.
 # timeout: 900
+# rig-cost: 60
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 : "${DISK_EXT4:?}"

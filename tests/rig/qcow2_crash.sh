@@ -5,6 +5,7 @@
 # clusters are allowed), nor does `qemu-img check`, and the next boot finds every
 # file the guest saw synced.
 # timeout: 900
+# rig-cost: 240
 # (It runs in make test since the rig's L1 has transparent huge pages off; with
 # them, the emulated CPU used to give out after 4-5 rounds, see tools/rig/l1-init.)
 set -eu

@@ -1,6 +1,7 @@
 #!/bin/sh
 # A guest reboot restarts the VM by default, and ends cvisor with --on-reboot exit.
 # timeout: 420
+# rig-cost: 35
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 log=$TMPDIR/console.log

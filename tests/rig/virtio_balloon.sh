@@ -9,6 +9,7 @@
 #  2. --balloon=free_page_reporting=on (no target): after the guest writes and deletes
 #     300 MB, free page reporting gives the pages back: RSS falls by >= 100 MB.
 # timeout: 600
+# rig-cost: 55
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 

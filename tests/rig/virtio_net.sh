@@ -3,6 +3,7 @@
 # (busybox nc) with matching md5sums on both sides; then a guest with two NICs whose
 # mac= addresses it must see, each NIC reaching its own tap.
 # timeout: 600
+# rig-cost: 35
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
 MB=${NET_TEST_MB:-50}

@@ -254,10 +254,10 @@ rm -rf "$stage" "$carrier"
 
 # qemu_l0 PREFIX...: run the outer QEMU (L0 -> L1) under the command PREFIX.
 qemu_l0() {
-	"$@" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt -smp 2 -m 6144 \
+	"$@" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=${RIG_TB_SIZE:-2048} -cpu EPYC,+svm,+npt -smp 2 -m 6144 \
 		-nographic -no-reboot -nic none -kernel "$RIG/kernel/vmlinuz" -initrd "$work/l1.cpio.gz" \
 		$drive -append "console=ttyS0 panic=-1 quiet" \
-		-serial mon:stdio -serial file:"$work/heartbeat"
+		-serial mon:stdio -serial file:"$work/heartbeat" -monitor unix:"$work/monitor",server=on,wait=off
 }
 
 if [ $action = demo ]; then
@@ -295,6 +295,21 @@ qpid=$!
 		fi
 		if [ -n "$why" ]; then
 			echo "RIG-HANG $why: stopped" >>"$log"
+			# where the emulated CPUs are (twice: spinning or stuck?) and TCG's state
+			q=$(pgrep -P $qpid | head -n1)
+			{
+				echo "RIG-HANG outer QEMU: $(ps -o %cpu=,stat=,time= -p "$q" 2>/dev/null)"
+				if command -v python3 >/dev/null && [ -S "$work/monitor" ]; then
+					for k in 1 2; do
+						timeout 20 python3 "$ROOT/tools/rig/hmp.py" "$work/monitor" \
+							"info registers -a" 2>&1 | grep -a -E '^CPU#|RIP=|CR0=' |
+							sed 's/^/RIG-HANG /'
+						sleep 1
+					done
+					timeout 20 python3 "$ROOT/tools/rig/hmp.py" "$work/monitor" "info jit" 2>&1 |
+						grep -a -i -E 'flush|code size|TB count' | sed 's/^/RIG-HANG /'
+				fi
+			} >>"$log" 2>&1
 			pkill -TERM -P $qpid 2>/dev/null
 			break
 		fi
