@@ -296,7 +296,7 @@ qpid=$!
 		if [ -n "$why" ]; then
 			echo "RIG-HANG $why: stopped" >>"$log"
 			# where the emulated CPUs are (twice: spinning or stuck?) and TCG's state
-			q=$(pgrep -P $qpid | head -n1)
+			q=$(pgrep -f "^qemu-system-x86_64 .*$work/l1.cpio.gz" | head -n1)
 			{
 				echo "RIG-HANG outer QEMU: $(ps -o %cpu=,stat=,time= -p "$q" 2>/dev/null)"
 				if command -v python3 >/dev/null && [ -S "$work/monitor" ]; then
@@ -309,6 +309,8 @@ qpid=$!
 					timeout 20 python3 "$ROOT/tools/rig/hmp.py" "$work/monitor" "info jit" 2>&1 |
 						grep -a -i -E 'flush|code size|TB count' | sed 's/^/RIG-HANG /'
 				fi
+				# (CPU time again: did the emulated CPUs run meanwhile?)
+				echo "RIG-HANG outer QEMU: $(ps -o %cpu=,stat=,time= -p "$q" 2>/dev/null)"
 			} >>"$log" 2>&1
 			pkill -TERM -P $qpid 2>/dev/null
 			break
