@@ -41,7 +41,14 @@ log=$TMPDIR/console.log
 new_tap tap0 10.0.0.1/24
 check "--net tap=tap0: the guest gets eth0 and pings 10.0.0.1"
 shell_start "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 512M --net tap=tap0 \
-	--cmdline "console=ttyS0 mode=shell"
+	--api-socket "$TMPDIR/api.sock" --cmdline "console=ttyS0 mode=shell"
+# what a stalled transfer looks like from outside the guest (a stall once in a
+# CI run: was it the device, the guest or L1's stack?)
+stall_facts() {
+	echo "rig: L1 got $(wc -c <"$back" 2>/dev/null || echo 0) of $bytes bytes"
+	echo "rig: L1 -> guest ping: $(ping -c 2 -W 2 10.0.0.2 2>&1 | grep -o '[0-9]* packets received' || true)"
+	echo "rig: cvisor's view: $("$CVISOR" ctl --api-socket "$TMPDIR/api.sock" info 2>&1 | tr -d ' \n' | grep -o '"devices":.*' | cut -c1-1500 || true)"
+}
 shell_run "ip addr add 10.0.0.2/24 dev eth0 && ip link set eth0 up && cat /sys/class/net/eth0/address"
 [ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "cannot configure eth0"; }
 out=$(shell_run "ping -c 3 -w 30 10.0.0.1" 60)
@@ -82,7 +89,7 @@ i=0
 while ! listening 5001 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 t0=$(now_cs)
 shell_run "nc 10.0.0.1 5001 </tmp/in.bin; echo nc-rc=\$?" 300 | grep -q 'nc-rc=0' ||
-	{ show_console "$log"; fail "sending $MB MiB from the guest failed"; }
+	{ show_console "$log"; stall_facts; fail "sending $MB MiB from the guest failed"; }
 t1=$(now_cs)
 up=$(rate "$bytes" $((t1 - t0)))
 i=0
