@@ -56,6 +56,35 @@ wait_tick() {
 	done
 }
 
+# start_ticking_guest LOG ARGS...: boot mode=shell with a disk (ARGS), mount it on
+# /mnt, keep 32 MiB of random data in /dev/shm/blob and print "TICK n md5" every
+# second; sets sum0 (the data's md5) and src_pid. The migration tests' source.
+start_ticking_guest() {
+	_tlog=$1
+	shell_start "$@"
+	_out=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null && md5sum </dev/shm/blob | cut -c1-32" 120)
+	sum0=$(echo "$_out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
+	[ ${#sum0} = 32 ] || { show_console "$_tlog"; fail "guest set-up failed"; }
+	shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
+	wait_tick "$_tlog" 2 60 || fail "no ticks"
+	src_pid=$CVISOR_PID
+	check "source ticking, data md5 $sum0"
+}
+
+# poweroff_dest: power off the guest of a migration's destination ($dst, console
+# $dlog, its stdin on fd 4) and check it exits 0.
+poweroff_dest() {
+	printf 'poweroff -f\n' >&4
+	_i=0
+	while alive $dst && [ $_i -lt 150 ]; do sleep 0.2; _i=$((_i + 1)); done
+	_drc=0
+	wait $dst || _drc=$?
+	dst=
+	exec 4>&-
+	[ "$_drc" = 0 ] || { show_console "$dlog"; fail "destination exited $_drc"; }
+	check "destination powered off with exit 0"
+}
+
 # count_of FILE PATTERN: number of lines of FILE matching PATTERN.
 count_of() { grep -c -- "$2" "$1" 2>/dev/null || true; }
 

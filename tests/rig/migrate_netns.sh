@@ -104,11 +104,4 @@ check "the migrated guest answers pings in $NS2"
 printf 'echo written-after-migration >/mnt/m && sync && cat /mnt/m\n' >&4
 wait_for "$dlog" "^written-after-migration" 60 || fail "the disk is not writable on the destination"
 check "disk writable on the destination"
-printf 'poweroff -f\n' >&4
-i=0
-while alive $dst && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
-drc=0; wait $dst || drc=$?
-dst=
-exec 4>&-
-[ "$drc" = 0 ] || { show_console "$dlog"; fail "destination exited $drc"; }
-check "destination powered off with exit 0"
+poweroff_dest

@@ -23,15 +23,8 @@ mig_state() { ctl info 2>/dev/null | tr -d ' \n' | grep -o '"migration":{"state"
 mig_error() { ctl info 2>/dev/null | tr -d '\n' | grep -o '"error": *"[^"]*"' | head -n1; }
 ms_now() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 
-shell_start "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --disk "path=$disk" \
+start_ticking_guest "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --disk "path=$disk" \
 	--api-socket "$api" --cmdline "console=ttyS0 mode=shell"
-out=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null && md5sum </dev/shm/blob | cut -c1-32" 120)
-sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
-[ ${#sum0} = 32 ] || { show_console "$log"; fail "guest set-up failed"; }
-shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
-wait_tick "$log" 2 60 || fail "no ticks"
-src_pid=$CVISOR_PID
-check "source ticking, data md5 $sum0"
 
 wait_done() { # wait while the migration is active
 	_i=0

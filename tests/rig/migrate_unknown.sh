@@ -20,15 +20,8 @@ mig_state() { info | grep -o '"migration":{"state":"[a-z]*"' | cut -d'"' -f6; }
 proxy=
 dst=
 
-shell_start "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --disk "path=$disk" \
+start_ticking_guest "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --disk "path=$disk" \
 	--api-socket "$api" --cmdline "console=ttyS0 mode=shell"
-out=$(shell_run "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null && md5sum </dev/shm/blob | cut -c1-32" 120)
-sum0=$(echo "$out" | grep -o "^[0-9a-f]\{32\}$" | tail -n1)
-[ ${#sum0} = 32 ] || { show_console "$log"; fail "guest set-up failed"; }
-shell_run "(i=0; while :; do i=\$((i+1)); echo TICK \$i \$(md5sum </dev/shm/blob | cut -c1-32); sleep 1; done) &" >/dev/null
-wait_tick "$log" 2 60 || fail "no ticks"
-src_pid=$CVISOR_PID
-check "source ticking, data md5 $sum0"
 
 dlog=$TMPDIR/dst.log
 api2=$TMPDIR/api2.sock
@@ -84,11 +77,4 @@ ctl stop >/dev/null 2>&1 || true
 wait_vm 30 || fail "the source did not stop"
 check "source stopped (exit $RC)"
 
-printf 'poweroff -f\n' >&4
-i=0
-while alive $dst && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
-drc=0; wait $dst || drc=$?
-dst=
-exec 4>&-
-[ "$drc" = 0 ] || { show_console "$dlog"; fail "destination exited $drc"; }
-check "destination powered off with exit 0"
+poweroff_dest

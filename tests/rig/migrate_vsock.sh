@@ -135,14 +135,7 @@ logged=$(tr -d '\r' <"$log" | grep -o "vhost's dirty log named [0-9]*" | tail -n
 [ "${logged:-0}" -gt 0 ] || { show_console "$log"; fail "vhost logged no writes during the migration"; }
 say "streams cut by the moves: $(cat "$log" "$dlog" | tr -d '\r' | grep -c '^STREAM vsockt:' || true)"
 check "vsock on the destination: $(good_streams "$dlog") guest -> host streams ok, host -> guest $out; none corrupt anywhere"
-printf 'poweroff -f\n' >&4
-i=0
-while alive $dst && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
-drc=0; wait $dst || drc=$?
-dst=
-exec 4>&-
-[ "$drc" = 0 ] || { show_console "$dlog"; fail "destination exited $drc"; }
-check "destination powered off with exit 0"
+poweroff_dest
 
 # 3. the snapshot of step 0, restored (CID 42 is free again): the guest is told its
 #    connections are gone, and new ones work
