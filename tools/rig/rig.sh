@@ -253,8 +253,10 @@ fi
 rm -rf "$stage" "$carrier"
 
 # qemu_l0 PREFIX...: run the outer QEMU (L0 -> L1) under the command PREFIX.
+outer=$("$ROOT/tools/rig/outer-qemu.sh")
 qemu_l0() {
-	"$@" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=${RIG_TB_SIZE:-2048} -cpu EPYC,+svm,+npt -smp 2 -m 6144 \
+	# shellcheck disable=SC2086
+	"$@" $outer -accel tcg,thread=multi,tb-size=${RIG_TB_SIZE:-2048} -cpu EPYC,+svm,+npt -smp 2 -m 6144 \
 		-nographic -no-reboot -nic none -kernel "$RIG/kernel/vmlinuz" -initrd "$work/l1.cpio.gz" \
 		$drive -append "console=ttyS0 panic=-1 quiet" \
 		-serial mon:stdio -serial file:"$work/heartbeat" -monitor unix:"$work/monitor",server=on,wait=off
@@ -269,6 +271,7 @@ fi
 log=$RIG/logs/run-$stamp.log
 limit=${RIG_LIMIT:-$((total + 120))}
 echo "rig: nested rig, $(echo $names | wc -w) test(s), limit ${limit}s, console: ${log#$ROOT/}"
+echo "rig: outer $($outer -version | head -n1)"
 : >"$log"
 t0=$(date +%s)
 qemu_l0 timeout -k 10 "$limit" </dev/null >"$log" 2>&1 &
@@ -296,7 +299,7 @@ qpid=$!
 		if [ -n "$why" ]; then
 			echo "RIG-HANG $why: stopped" >>"$log"
 			# where the emulated CPUs are (twice: spinning or stuck?) and TCG's state
-			q=$(pgrep -f "^qemu-system-x86_64 .*$work/l1.cpio.gz" | head -n1)
+			q=$(pgrep -f "^[^ ]*qemu-system-x86_64 .*$work/l1.cpio.gz" | head -n1)
 			{
 				echo "RIG-HANG outer QEMU: $(ps -o %cpu=,stat=,time= -p "$q" 2>/dev/null)"
 				if command -v python3 >/dev/null && [ -S "$work/monitor" ]; then
