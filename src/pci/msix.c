@@ -23,18 +23,50 @@ static bool vec_masked(const struct msix *m, uint16_t v)
 	return (msix_ctrl(m) & CTRL_MASKALL) || (pci_get32(m->table + 16 * v + 12) & 1);
 }
 
-/* Point the vector's route at its table entry, then deliver it if pending. lock held. */
+static bool vec_on(const struct msix *m, uint16_t v)
+{
+	return (msix_ctrl(m) & CTRL_ENABLE) && !vec_masked(m, v);
+}
+
+/* Collect what was signalled on a vector's eventfd while its irqfd was off
+ * (vhost writes the eventfd itself): pending if MSI-X is on, else dropped. */
+static void vec_collect(struct msix *m, uint16_t v)
+{
+	uint64_t n = 0;
+
+	if (m->fd[v] < 0 || (m->live & (1ULL << v)))
+		return;
+	if (read(m->fd[v], &n, sizeof(n)) == sizeof(n) && n && (msix_ctrl(m) & CTRL_ENABLE))
+		m->pending |= 1ULL << v;
+}
+
+/* Bring the vector's route and irqfd in line with its entry, then deliver it
+ * if pending. The irqfd is attached only while the vector is enabled and
+ * unmasked, so a masked vector's eventfd only counts (vec_collect). lock held. */
 static void vec_update(struct msix *m, uint16_t v)
 {
 	const uint8_t *e = m->table + 16 * v;
-	uint64_t addr = pci_get32(e) | (uint64_t)pci_get32(e + 4) << 32;
+	uint64_t addr = pci_get32(e) | (uint64_t)pci_get32(e + 4) << 32, bit = 1ULL << v;
 
-	if (!(msix_ctrl(m) & CTRL_ENABLE) || vec_masked(m, v))
+	if (!vec_on(m, v)) {
+		if (m->live & bit) {
+			if (kvm_vm_irqfd(m->kvm, m->fd[v], (uint32_t)m->gsi[v], false) < 0)
+				log_warn("cannot detach MSI-X vector %u of %s", v, m->pdev->name);
+			m->live &= ~bit;
+		}
 		return;
+	}
 	if (kvm_vm_msi_route_set(m->kvm, (uint32_t)m->gsi[v], addr, pci_get32(e + 8)) < 0)
 		log_debug("cannot route MSI-X vector %u of %s", v, m->pdev->name);
-	if (m->pending & (1ULL << v)) {
-		m->pending &= ~(1ULL << v);
+	if (!(m->live & bit)) {
+		vec_collect(m, v);
+		if (kvm_vm_irqfd(m->kvm, m->fd[v], (uint32_t)m->gsi[v], true) < 0)
+			log_warn("cannot attach MSI-X vector %u of %s", v, m->pdev->name);
+		else
+			m->live |= bit;
+	}
+	if (m->pending & bit) {
+		m->pending &= ~bit;
 		uint64_t one = 1;
 		if (write(m->fd[v], &one, sizeof(one)) < 0)
 			log_debug("irqfd write failed");
@@ -66,9 +98,6 @@ int msix_init(struct msix *m, struct kvm_vm *k, struct pci_dev *pdev, uint16_t n
 		m->gsi[v] = kvm_vm_msi_route_alloc(k);
 		if (m->fd[v] < 0 || m->gsi[v] < 0)
 			return m->fd[v] < 0 ? -errno : m->gsi[v];
-		int rc = kvm_vm_irqfd(k, m->fd[v], (uint32_t)m->gsi[v], true);
-		if (rc)
-			return rc;
 	}
 	return 0;
 }
@@ -78,11 +107,12 @@ void msix_destroy(struct msix *m)
 	for (int v = 0; v < MSIX_MAX_VECTORS; v++) {
 		if (m->fd[v] < 0)
 			continue;
-		if (m->gsi[v] >= 0 && m->kvm)
+		if ((m->live & (1ULL << v)) && m->kvm)
 			kvm_vm_irqfd(m->kvm, m->fd[v], (uint32_t)m->gsi[v], false);
 		close(m->fd[v]);
 		m->fd[v] = -1;
 	}
+	m->live = 0;
 }
 
 void msix_table_io(struct msix *m, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
@@ -111,6 +141,8 @@ void msix_pba_io(struct msix *m, uint64_t off, uint8_t *data, uint32_t len, bool
 	if (is_write)
 		return; /* read-only */
 	pthread_mutex_lock(&m->lock);
+	for (uint16_t v = 0; v < m->nvec; v++)
+		vec_collect(m, v);
 	for (uint32_t i = 0; i < len; i++)
 		data[i] = off + i < 8 ? (uint8_t)(m->pending >> (8 * (off + i))) : 0;
 	pthread_mutex_unlock(&m->lock);
@@ -146,6 +178,8 @@ void msix_notify(struct msix *m, uint16_t v)
 void msix_save(struct msix *m, struct sbuf *out)
 {
 	pthread_mutex_lock(&m->lock);
+	for (uint16_t v = 0; v < m->nvec; v++)
+		vec_collect(m, v);
 	sbuf_put_u32(out, m->nvec);
 	sbuf_put(out, m->table, 16ULL * m->nvec);
 	sbuf_put_u64(out, m->pending);

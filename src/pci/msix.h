@@ -1,7 +1,10 @@
 /* MSI-X (PCI 3.0, 6.8.2): the capability, the vector table and the pending
  * bit array in a BAR, each vector wired to a KVM MSI route and an irqfd so a
- * device interrupt is one eventfd write. No INTx fallback: every guest this
- * targets (Linux virtio-pci) uses MSI-X. */
+ * device interrupt is one eventfd write. The irqfd is attached only while the
+ * vector is enabled and unmasked: an in-kernel writer of the eventfd (vhost)
+ * then cannot deliver a masked vector, its signal becomes the pending bit
+ * (read at PBA reads, unmask and save) and is delivered at unmask. No INTx
+ * fallback: every guest this targets (Linux virtio-pci) uses MSI-X. */
 #ifndef CVISOR_PCI_MSIX_H
 #define CVISOR_PCI_MSIX_H
 
@@ -24,6 +27,7 @@ struct msix {
 	pthread_mutex_t lock;
 	uint8_t table[MSIX_MAX_VECTORS * 16];
 	uint64_t pending; /* bit per vector */
+	uint64_t live;    /* bit per vector: its irqfd is attached */
 	int gsi[MSIX_MAX_VECTORS];
 	int fd[MSIX_MAX_VECTORS];
 };

@@ -948,12 +948,13 @@ static void test_msix_capability(void **state)
 	uint8_t d[4] = { 0xff, 0xff, 0xff, 0xff };
 	pci_cfg_access(&f->pb, 1, 0, c + 4u, d, 4, true);
 	assert_int_equal(pci_get32(f->d.cfg + c + 4), 0);
-	/* one route and one irqfd per vector; every vector starts masked */
+	/* one route and one eventfd per vector; every vector starts masked, so
+	 * no irqfd is attached yet */
 	assert_int_equal(fk.alloc_calls, NVEC);
 	for (int v = 0; v < NVEC; v++) {
 		assert_int_equal(f->m.gsi[v], KVM_IRQCHIP_PINS + v);
 		assert_true(f->m.fd[v] >= 0);
-		assert_int_equal(fk_irqfd_assigned(f->m.fd[v], (uint32_t)f->m.gsi[v]), 1);
+		assert_int_equal(fk_irqfd_assigned(f->m.fd[v], (uint32_t)f->m.gsi[v]), 0);
 		assert_int_equal(m_rd(f, TBL + 16u * v + 12, 4), 1);
 	}
 	assert_int_equal(m_rd(f, PBA, 8), 0);
@@ -995,6 +996,62 @@ static void test_msix_masked_then_unmasked(void **state)
 	msix_notify(&f->m, 2);
 	assert_int_equal(efd_take(f->m.fd[2]), 0);
 	assert_int_equal(m_rd(f, PBA, 4), 1u << 2);
+}
+
+/* An in-kernel writer of the eventfd (vhost) signals a masked vector: KVM
+ * must not deliver it (the irqfd is detached), the PBA shows it pending, and
+ * unmasking delivers it once. */
+static void test_msix_masked_external_writer(void **state)
+{
+	struct mfx *f = *state;
+	uint64_t one = 1;
+	int fd = f->m.fd[1];
+	uint32_t gsi = (uint32_t)f->m.gsi[1];
+
+	set_mctrl(f, 0x8000);
+	program(f, 1, 0xfee00000, 0x42);
+	m_wr(f, TBL + 16 + 12, 4, 0);
+	assert_int_equal(fk_irqfd_assigned(fd, gsi), 1);
+	assert_int_equal(fk_irqfd_assigned(f->m.fd[0], (uint32_t)f->m.gsi[0]), 0);
+	/* mask: detached; the writer's signals only count */
+	m_wr(f, TBL + 16 + 12, 4, 1);
+	assert_int_equal(fk_irqfd_assigned(fd, gsi), 0);
+	assert_int_equal(write(fd, &one, 8), 8);
+	assert_int_equal(write(fd, &one, 8), 8);
+	assert_int_equal(m_rd(f, PBA, 4), 1u << 1);
+	assert_int_equal(m_rd(f, PBA, 4), 1u << 1); /* reading does not clear it */
+	/* unmask: attached again and the pending one delivered, once */
+	m_wr(f, TBL + 16 + 12, 4, 0);
+	assert_int_equal(fk_irqfd_assigned(fd, gsi), 1);
+	assert_int_equal(efd_take(fd), 1);
+	assert_int_equal(m_rd(f, PBA, 4), 0);
+	/* a signal while masked and unmasked before any PBA read: still delivered */
+	m_wr(f, TBL + 16 + 12, 4, 1);
+	assert_int_equal(write(fd, &one, 8), 8);
+	m_wr(f, TBL + 16 + 12, 4, 0);
+	assert_int_equal(efd_take(fd), 1);
+	/* the function mask detaches every vector the same way */
+	set_mctrl(f, 0xc000);
+	assert_int_equal(fk_irqfd_assigned(fd, gsi), 0);
+	assert_int_equal(write(fd, &one, 8), 8);
+	set_mctrl(f, 0x8000);
+	assert_int_equal(fk_irqfd_assigned(fd, gsi), 1);
+	assert_int_equal(efd_take(fd), 1);
+	/* MSI-X off: detached, and what comes meanwhile is dropped, not pending */
+	set_mctrl(f, 0);
+	assert_int_equal(fk_irqfd_assigned(fd, gsi), 0);
+	assert_int_equal(write(fd, &one, 8), 8);
+	assert_int_equal(m_rd(f, PBA, 4), 0);
+	set_mctrl(f, 0x8000);
+	assert_int_equal(efd_take(fd), 0);
+	/* a signal on a masked vector is in a snapshot's pending bits */
+	m_wr(f, TBL + 16 + 12, 4, 1);
+	assert_int_equal(write(fd, &one, 8), 8);
+	struct sbuf out = { 0 };
+	msix_save(&f->m, &out);
+	assert_int_equal(out.err, 0);
+	assert_int_equal(le(out.data + 4 + 16 * NVEC, 8), 1u << 1);
+	sbuf_free(&out);
 }
 
 static void test_msix_reprogram_while_unmasked(void **state)
@@ -1194,7 +1251,11 @@ static void test_msix_init_limits_and_destroy(void **state)
 	for (int v = 0; v < MSIX_MAX_VECTORS; v++)
 		assert_int_equal(m.fd[v], -1);
 	fk.alloc_fail_at = 0;
-	/* destroy detaches every irqfd */
+	/* destroy detaches every irqfd (two vectors are live) */
+	set_mctrl(f, 0x8000);
+	m_wr(f, TBL + 12, 4, 0);
+	m_wr(f, TBL + 16 * 3 + 12, 4, 0);
+	assert_int_equal(fk_irqfd_assigned(f->m.fd[3], (uint32_t)f->m.gsi[3]), 1);
 	int fds[NVEC];
 	for (int v = 0; v < NVEC; v++)
 		fds[v] = f->m.fd[v];
@@ -1231,6 +1292,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bar_window_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_capability, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_masked_then_unmasked, msetup, mteardown),
+		cmocka_unit_test_setup_teardown(test_msix_masked_external_writer, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_reprogram_while_unmasked, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_function_mask, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_enable_bit, msetup, mteardown),

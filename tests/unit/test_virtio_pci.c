@@ -627,7 +627,11 @@ static void test_msix_vectors_wired(void **state)
 	struct fx *f = *state;
 
 	assert_int_equal(f->vp->msix.nvec, NQ + 1);
-	assert_int_equal(fk_irqfd_assigned(), NQ + 1);
+	/* an eventfd per vector; its irqfd is attached once the guest enables
+	 * MSI-X and unmasks the vector (all start masked) */
+	for (uint16_t v = 0; v < NQ + 1; v++)
+		assert_true(f->vp->msix.fd[v] >= 0);
+	assert_int_equal(fk_irqfd_assigned(), 0);
 	/* every queue's notify address has an ioeventfd (2-byte writes) on its eventfd */
 	for (uint16_t q = 0; q < NQ; q++) {
 		int fd = fk_ioev_fd(MMIO64_BASE + OFF_NOTIFY + 4u * q);
