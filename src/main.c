@@ -126,6 +126,7 @@ static int cmd_run(int argc, char **argv)
 			if (prc < 0 || blk_take_deferred_locks(err, sizeof(err)) < 0 ||
 			    vm_snapshot_load(vm, &snap, err, sizeof(err)) < 0) {
 				log_error("%s", err);
+				vm_unlock_disks(vm); /* before the answer: the source takes them back */
 				if (pc) /* the fault thread answers: the source keeps its VM */
 					postcopy_in_abort(pc, err);
 				migrate_incoming_reply(conn, false, err); /* the source keeps its VM */

@@ -936,8 +936,14 @@ fail:
 	}
 	log_warn("migration failed: %s; the VM goes on here", err);
 	set_error_msg(mg, err);
+	/* a destination that refused lets go of the images before it answers; one
+	 * that failed otherwise may still be on its way out: wait for it a little */
+	int waits = 60; /* 3 s in all */
 	for (unsigned i = 0; unlocked && i < CONFIG_MAX_DISKS; i++) {
-		if (vm->disks[i] && virtio_blk_set_locked(vm->disks[i], true) < 0)
+		int rc = 0;
+		while (vm->disks[i] && (rc = virtio_blk_set_locked(vm->disks[i], true)) < 0 && waits-- > 0)
+			usleep(50000);
+		if (vm->disks[i] && rc < 0)
 			log_error("disk %u: cannot take the image lock back: another process took it", i);
 	}
 	atomic_store(&mg->state, MIG_FAILED);

@@ -912,6 +912,15 @@ void vm_announce(struct vm *vm)
 	}
 }
 
+void vm_unlock_disks(struct vm *vm)
+{
+	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++) {
+		int rc = vm->disks[i] ? virtio_blk_set_locked(vm->disks[i], false) : 0;
+		if (rc < 0 && rc != -ENOTSUP)
+			log_warn("disk %u: cannot let go of the image lock: %s", i, strerror(-rc));
+	}
+}
+
 const struct guest_mem *vm_memory(struct vm *vm)
 {
 	return &vm->mem;

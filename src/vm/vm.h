@@ -55,6 +55,9 @@ const struct guest_mem *vm_memory(struct vm *vm);
 /* Tell the network where the guest is now (each NIC sends a RARP from its MAC):
  * after a restore, and after a migration once the source has let go. */
 void vm_announce(struct vm *vm);
+/* Let go of every disk image's lock (a migration destination that refuses the
+ * guest, before it answers: the source takes its locks back at once). */
+void vm_unlock_disks(struct vm *vm);
 /* The VM's event loop (the API server is served from it). */
 struct evloop *vm_loop(struct vm *vm);
 /* Human-readable exit reason. */

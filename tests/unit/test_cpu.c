@@ -337,6 +337,49 @@ static void test_find(void **state)
 	free(c);
 }
 
+/* The migration/restore CPU check: real features count, OS-controlled and
+ * cvisor-set bits do not. */
+static void test_cpuid_check(void **state)
+{
+	(void)state;
+	struct cpu_cpuid *h = host(0xd, true), *g = host(0xd, true);
+	char err[160] = "";
+
+	/* the guest's view as KVM reports it at run time: cvisor's bits, and
+	 * OSXSAVE / OSPKE set by the guest's CR4 (absent from the host's list) */
+	cpu_cpuid_patch(g, 0, 1, true);
+	cpu_cpuid_find(g, 1, 0)->ecx |= 1u << 27;
+	cpu_cpuid_find(g, 7, 0)->ecx |= 1u << 4;
+	add(g, 0xd, 1, SIG, 0x1, 0x240, 0, 0);
+	add(h, 0xd, 1, SIG, 0x1, 0x340, 0, 0); /* another XSAVE size: not a feature */
+	assert_int_equal(cpu_cpuid_check(h, g, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+
+	/* a real feature the host lacks: leaf 7 EBX (e.g. AVX2, bit 5) */
+	cpu_cpuid_find(h, 7, 0)->ebx &= ~(1u << 5);
+	assert_int_equal(cpu_cpuid_check(h, g, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "CPUID 0x7 ebx bits 0x00000020"));
+	cpu_cpuid_find(h, 7, 0)->ebx |= 1u << 5;
+	/* leaf 1 ECX (AES, bit 25), leaf 0x80000001 ECX, leaf 0xd.1 EAX (XSAVEOPT) */
+	cpu_cpuid_find(g, 1, 0)->ecx |= 1u << 25;
+	cpu_cpuid_find(h, 1, 0)->ecx &= ~(1u << 25);
+	assert_int_equal(cpu_cpuid_check(h, g, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "CPUID 0x1 ecx bits 0x02000000"));
+	cpu_cpuid_find(h, 1, 0)->ecx |= 1u << 25;
+	cpu_cpuid_find(h, 0x80000001, 0)->ecx &= ~1u;
+	assert_int_equal(cpu_cpuid_check(h, g, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "CPUID 0x80000001 ecx"));
+	cpu_cpuid_find(h, 0x80000001, 0)->ecx |= 1u;
+	cpu_cpuid_find(h, 0xd, 1)->eax = 0;
+	assert_int_equal(cpu_cpuid_check(h, g, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "CPUID 0xd eax bits 0x00000001"));
+	/* a host without the whole leaf lacks all of it */
+	cpu_cpuid_find(h, 0xd, 1)->function = 0x4fffffff;
+	assert_int_equal(cpu_cpuid_check(h, g, err, sizeof(err)), -ENOTSUP);
+	free(h);
+	free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_minimal_input),
 		cmocka_unit_test(test_full_input),
 		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_cpuid_check),
 	};
 
 	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);

@@ -252,3 +252,43 @@ void cpu_describe_regs(int vcpu_fd, char *buf, size_t len)
 	         (unsigned long long)sr.idt.base, sr.idt.limit, (unsigned long long)sr.gdt.base,
 	         sr.gdt.limit, sr.tr.selector);
 }
+
+int cpu_cpuid_check(struct cpu_cpuid *host, struct cpu_cpuid *saved, char *err, size_t errlen)
+{
+	/* the feature words, and in each the bits that are not features: leaf 1
+	 * ECX 31 (hypervisor) and 24 (TSC deadline) come from cvisor, ECX 27
+	 * (OSXSAVE) mirrors the guest's CR4; leaf 7.0 ECX 4 (OSPKE) likewise;
+	 * leaf 0xd.1 EBX is a size */
+	static const struct {
+		uint32_t fn, idx;
+		uint32_t ignore[4]; /* eax, ebx, ecx, edx */
+	} words[] = {
+		{ 1, 0, { ~0u, ~0u, 1u << 31 | 1u << 27 | 1u << 24, 0 } },
+		{ 7, 0, { ~0u, 0, 1u << 4, 0 } },
+		{ 0xd, 1, { 0, ~0u, ~0u, ~0u } },
+		{ 0x80000001, 0, { ~0u, ~0u, 0, 0 } },
+	};
+	static const char *const reg[] = { "eax", "ebx", "ecx", "edx" };
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		struct kvm_cpuid_entry2 *s = cpu_cpuid_find(saved, words[i].fn, words[i].idx);
+		struct kvm_cpuid_entry2 *h = cpu_cpuid_find(host, words[i].fn, words[i].idx);
+		if (!s)
+			continue;
+		uint32_t ss[4] = { s->eax, s->ebx, s->ecx, s->edx }, hs[4] = { 0 };
+		if (h) {
+			hs[0] = h->eax, hs[1] = h->ebx, hs[2] = h->ecx, hs[3] = h->edx;
+		}
+		for (int r = 0; r < 4; r++) {
+			uint32_t missing = ss[r] & ~words[i].ignore[r] & ~hs[r];
+			if (missing) {
+				snprintf(err, errlen,
+				         "this host's CPU lacks features the guest was using (CPUID 0x%x "
+				         "%s bits 0x%08x)",
+				         words[i].fn, reg[r], missing);
+				return -ENOTSUP;
+			}
+		}
+	}
+	return 0;
+}

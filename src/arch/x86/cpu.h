@@ -21,6 +21,12 @@ struct cpu_cpuid {
 void cpu_cpuid_patch(struct cpu_cpuid *c, unsigned id, unsigned nr_cpus, bool tsc_deadline);
 /* Look up one CPUID entry; NULL if absent. */
 struct kvm_cpuid_entry2 *cpu_cpuid_find(struct cpu_cpuid *c, uint32_t fn, uint32_t idx);
+/* Whether a host whose supported CPUID is `host` has every feature the saved
+ * vCPU CPUID `saved` shows (leaves 1, 7.0, 0x80000001). Bits that the guest
+ * OS or cvisor set at run time are not features and never count: OSXSAVE
+ * (CR4.OSXSAVE), OSPKE (CR4.PKE), the hypervisor and TSC-deadline bits.
+ * 0, or -ENOTSUP with the first missing feature word in err. */
+int cpu_cpuid_check(struct cpu_cpuid *host, struct cpu_cpuid *saved, char *err, size_t errlen);
 /* Program CPUID, MSRs, LAPIC LINT0/LINT1 and FPU on a new vCPU. 0 or -errno. */
 int cpu_init_vcpu(int vcpu_fd, const struct cpu_cpuid *supported, unsigned id, unsigned nr_cpus,
                   bool tsc_deadline);

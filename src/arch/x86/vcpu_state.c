@@ -113,42 +113,6 @@ out:
 	return rc;
 }
 
-/* Feature words the guest may have used: refuse a host that lacks any of them. */
-static int check_cpuid(struct kvm_vm *k, struct cpu_cpuid *saved, char *err, size_t errlen)
-{
-	static const struct {
-		uint32_t fn, idx;
-	} leaves[] = { { 1, 0 }, { 7, 0 }, { 0xd, 1 }, { 0x80000001, 0 } };
-
-	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
-		struct kvm_cpuid_entry2 *s = cpu_cpuid_find(saved, leaves[i].fn, leaves[i].idx);
-		struct kvm_cpuid_entry2 *h = cpu_cpuid_find(k->cpuid, leaves[i].fn, leaves[i].idx);
-		if (!s)
-			continue;
-		uint32_t hs[4] = { 0 }, ss[4] = { s->eax, s->ebx, s->ecx, s->edx };
-		if (h) {
-			hs[0] = h->eax, hs[1] = h->ebx, hs[2] = h->ecx, hs[3] = h->edx;
-		}
-		/* leaf 1: EBX carries APIC ID/counts, ECX bit 31 (hypervisor) and bit 24
-		 * (TSC deadline) are set by cvisor itself; not feature words */
-		for (int r = (leaves[i].fn == 1 ? 2 : 0); r < 4; r++) {
-			uint32_t mask = leaves[i].fn == 1 && r == 2 ? ~(1u << 31 | 1u << 24) : ~0u;
-			if (leaves[i].fn == 0xd || (leaves[i].fn == 7 && r == 0))
-				continue; /* sizes and the max-subleaf count, not features */
-			uint32_t missing = ss[r] & mask & ~hs[r];
-			if (missing) {
-				snprintf(err, errlen,
-				         "this host's CPU lacks features the guest was using (CPUID 0x%x "
-				         "%s bits 0x%08x)",
-				         leaves[i].fn, (const char *[]){ "eax", "ebx", "ecx", "edx" }[r],
-				         missing);
-				return -ENOTSUP;
-			}
-		}
-	}
-	return 0;
-}
-
 int vcpu_state_load(struct kvm_vm *k, int fd, struct sbuf *in, char *err, size_t errlen)
 {
 	struct cpu_cpuid *cpuid = calloc(1, sizeof(*cpuid));
@@ -187,7 +151,7 @@ int vcpu_state_load(struct kvm_vm *k, int fd, struct sbuf *in, char *err, size_t
 	    get_rec(in, REC_DEBUGREGS, &dbg, sizeof(dbg)) ||
 	    get_rec(in, REC_MPSTATE, &mp, sizeof(mp)) || sbuf_get_u32(in) != REC_END || in->err)
 		goto out;
-	if ((rc = check_cpuid(k, cpuid, err, errlen)))
+	if ((rc = cpu_cpuid_check(k->cpuid, cpuid, err, errlen)))
 		goto out;
 	const char *step = "CPUID";
 	if (ioctl(fd, KVM_SET_CPUID2, cpuid) < 0 || (step = "sregs", ioctl(fd, KVM_SET_SREGS, &sregs) < 0) ||
