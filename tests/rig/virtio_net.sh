@@ -47,7 +47,7 @@ shell_start "$log" --kernel "$KERNEL" --initrd "$INITRD" --memory 512M --net tap
 stall_facts() {
 	echo "rig: L1 got $(wc -c <"$back" 2>/dev/null || echo 0) of $bytes bytes"
 	echo "rig: L1 -> guest ping: $(ping -c 2 -W 2 10.0.0.2 2>&1 | grep -o '[0-9]* packets received' || true)"
-	echo "rig: cvisor's view: $("$CVISOR" ctl --api-socket "$TMPDIR/api.sock" info 2>&1 | tr -d ' \n' | grep -o '"devices":.*' | cut -c1-1500 || true)"
+	echo "rig: cvisor's NIC counters: $("$CVISOR" ctl --api-socket "$TMPDIR/api.sock" metrics 2>&1 | grep -E '^cvisor_net_total|^cvisor_vcpu_exits_total' | sed 's/^cvisor_//' | tr '\n' ' ' | cut -c1-1500 || true)"
 }
 shell_run "ip addr add 10.0.0.2/24 dev eth0 && ip link set eth0 up && cat /sys/class/net/eth0/address"
 [ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "cannot configure eth0"; }
