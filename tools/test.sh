@@ -59,9 +59,10 @@ echo "== guest tests"
 # In batches of a few tests, each in a fresh rig boot: the emulated CPU of the
 # nested rig occasionally panics the L1 kernel (see tools/rig/README.md), and a
 # batch bounds what such a panic takes down. Test failures are never retried.
-# One thing is: when the L1 kernel itself panicked, the tests of that batch left
-# without a result run once more in a fresh rig, and the output says so (the
-# panic is printed in full above); their second result is the one counted.
+# One thing is: when the L1 kernel itself panicked or hung, the tests of that
+# batch left without a result run again in a fresh rig (at most RIG_RERUNS
+# times, 2), and the output says so (the panic is printed in full above); their
+# last result is the one counted.
 set -- tests/rig/*.sh
 batch= n=0 b=0
 rig_batch() { # rig_batch RESULT-FILE TESTS...: run, print, count
@@ -76,24 +77,27 @@ rig_batch() { # rig_batch RESULT-FILE TESTS...: run, print, count
 run_batch() {
 	[ -n "$batch" ] || return 0
 	b=$((b + 1))
+	res=$log/rig-$b.res tests=$batch try=0
 	# shellcheck disable=SC2086
-	rig_batch "$log/rig-$b.res" $batch
-	again=
-	if grep -q -e 'Kernel panic - not syncing' -e 'RIG-HANG' "$log/rig-$b.res"; then
-		for t in $batch; do
-			grep -q "^FAIL $(basename "$t") (no result)" "$log/rig-$b.res" && again="$again $t"
+	rig_batch "$res" $tests
+	# an L1 panic or hang: the tests it left without a result run again in a
+	# fresh rig, up to RIG_RERUNS (2) times; every try is printed
+	while grep -q -e 'Kernel panic - not syncing' -e 'RIG-HANG' "$res" &&
+		[ "$try" -lt "${RIG_RERUNS:-2}" ]; do
+		again=
+		for t in $tests; do
+			grep -q "^FAIL $(basename "$t") (no result)" "$res" && again="$again $t"
 		done
-	fi
-	if [ -n "$again" ]; then
-		echo "RIG-FAULT: the rig's L1 kernel panicked or hung (the emulated CPU, not cvisor); once more in a fresh rig:$again"
-		grep -v ' (no result)$' "$log/rig-$b.res" >"$log/rig-$b.counted"
-		count "$log/rig-$b.counted"
+		[ -n "$again" ] || break
+		try=$((try + 1))
+		echo "RIG-FAULT: the rig's L1 kernel panicked or hung (the emulated CPU, not cvisor); once more in a fresh rig ($try of ${RIG_RERUNS:-2}):$again"
+		grep -v ' (no result)$' "$res" >"$res.counted"
+		count "$res.counted"
+		res=$log/rig-$b-again$try.res tests=$again
 		# shellcheck disable=SC2086
-		rig_batch "$log/rig-$b-again.res" $again
-		count "$log/rig-$b-again.res"
-	else
-		count "$log/rig-$b.res"
-	fi
+		rig_batch "$res" $tests
+	done
+	count "$res"
 	batch= n=0
 }
 # A batch holds at most RIG_BATCH tests (6) and about RIG_BATCH_SECS (240) s of
