@@ -47,6 +47,14 @@ head -c 1000 "$snap/state.bin" >"$bad/state.bin"
 RC=0; "$CVISOR" run --restore "$bad" --serial none 2>"$TMPDIR/err" || RC=$?
 [ "$RC" = 2 ] && [ "$(wc -l <"$TMPDIR/err")" = 1 ] || { cat "$TMPDIR/err"; fail "truncated snapshot: exit $RC"; }
 check "truncated snapshot refused: $(cat "$TMPDIR/err")"
+# a guest that used a CPU feature this host lacks: CPUID 7.0 EBX bit 22
+# (PCOMMIT, withdrawn; no KVM offers it), checksum made right again
+cp "$snap/state.bin" "$bad/state.bin"
+n=$(snapcpu "$bad/state.bin" 7 0 ebx 22) || fail "snapcpu found no CPUID record"
+RC=0; "$CVISOR" run --restore "$bad" --serial none 2>"$TMPDIR/err" || RC=$?
+[ "$RC" = 2 ] && [ "$(wc -l <"$TMPDIR/err")" = 1 ] && grep -q 'lacks features' "$TMPDIR/err" ||
+	{ cat "$TMPDIR/err"; fail "snapshot with a CPU feature the host lacks: exit $RC"; }
+check "CPU feature missing on this host ($n vCPU record): refused: $(cat "$TMPDIR/err")"
 
 log=$TMPDIR/c2.log
 api2=$TMPDIR/api2.sock
