@@ -2,7 +2,8 @@
 # Live migration between two cvisor processes over loopback: a guest keeping 32 MiB of
 # random data in RAM and ticking every second (with a disk) moves to a new process:
 # the counter goes on with the same checksum, the disk stays writable, the source
-# exits 0. A cancelled migration and a killed destination leave the source running.
+# exits 0. A cancelled migration and a killed destination leave the source running;
+# a destination that refuses the guest hands the disk lock back.
 # timeout: 900
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
@@ -57,7 +58,36 @@ wait_tick "$log" $((n + 1)) 30 || fail "the source stopped ticking after cancel"
 check "cancelled migration (state $st): source runs on, destination exited $drc: $(tail -n1 "$TMPDIR/d1.log")"
 shell_run "kill %2 2>/dev/null; true" >/dev/null
 
-# 3. the real thing
+# 3. a destination that refuses the guest after it took the image lock (its
+# device list differs: an extra NIC): it lets go before it answers, the source
+# takes the lock back and runs on, and a second writer of the disk is turned away
+tunctl -t tapr >/dev/null || fail "tunctl -t tapr failed (is the tun module loaded?)"
+"$CVISOR" run --incoming tcp:127.0.0.1:7004 --net tap=tapr --serial none >"$TMPDIR/d2.log" 2>&1 &
+d2=$!
+sleep 1
+ctl migrate tcp:127.0.0.1:7004 >/dev/null || fail "migrate request refused"
+i=0
+while [ "$(mig_state)" = active ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+st=$(mig_state)
+i=0
+while alive $d2 && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+drc=0; wait $d2 || drc=$?
+[ "$st" = failed ] && [ "$drc" != 0 ] || { cat "$TMPDIR/d2.log"; fail "refusing destination: state $st, exit $drc"; }
+grep -q 'the destination refused' "$log" || { show_console "$log"; fail "the source did not report the refusal"; }
+! grep -q 'cannot take the image lock back' "$log" || { show_console "$log"; fail "the source lost its image lock"; }
+RC=0
+timeout 30 "$CVISOR" run --kernel "$KERNEL" --memory 128M --disk "path=$disk" --serial none \
+	--cmdline "console=ttyS0 mode=poweroff" >/dev/null 2>"$TMPDIR/second.err" || RC=$?
+[ "$RC" = 2 ] && grep -q -i 'lock' "$TMPDIR/second.err" ||
+	{ cat "$TMPDIR/second.err"; fail "a second writer of the disk: exit $RC"; }
+out=$(shell_run "echo after-refusal >/mnt/refused && sync && cat /mnt/refused")
+[ "$out" = after-refusal ] || { show_console "$log"; fail "disk not writable after the refusal: $out"; }
+n=$(last_tick "$log")
+wait_tick "$log" $((n + 1)) 30 || fail "the source stopped ticking after the refusal"
+check "refused after taking the lock ($(grep -o 'the destination refused: .*' "$log" | head -n1 | cut -c1-90)): source runs on, holds its disk lock (second writer: $(head -n1 "$TMPDIR/second.err" | cut -c1-80)), disk writable"
+tunctl -d tapr >/dev/null 2>&1 || true
+
+# 4. the real thing
 dlog=$TMPDIR/dst.log
 api2=$TMPDIR/api2.sock
 rm -f "$TMPDIR/dstin"
