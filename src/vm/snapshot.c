@@ -665,10 +665,13 @@ int vm_snapshot_load(struct vm *vm, struct snapshot_file *f, char *err, size_t e
 	struct sbuf *in = &f->body;
 	struct dev_ref devs[64];
 	int rc;
+	/* a migration's destination loads the same state from the stream */
+	const char *opt = vm->cfg->incoming ? "--incoming" : "--restore";
+	const char *it = vm->cfg->incoming ? "the source's VM" : "the snapshot";
 
 	if (f->cpus != vm->cfg->cpus || f->mem_size != vm->mem.size) {
-		snprintf(err, errlen, "--restore: the snapshot has %u vCPUs and %llu MiB; this VM %u and %llu",
-		         f->cpus, (unsigned long long)(f->mem_size >> 20), vm->cfg->cpus,
+		snprintf(err, errlen, "%s: %s has %u vCPUs and %llu MiB; this VM %u and %llu", opt,
+		         it, f->cpus, (unsigned long long)(f->mem_size >> 20), vm->cfg->cpus,
 		         (unsigned long long)(vm->mem.size >> 20));
 		return -EINVAL;
 	}
@@ -681,22 +684,22 @@ int vm_snapshot_load(struct vm *vm, struct snapshot_file *f, char *err, size_t e
 	int n = dev_list(vm, devs, 64);
 	uint32_t saved = sbuf_get_u32(in);
 	if (in->err || saved != (uint32_t)n) {
-		snprintf(err, errlen, "--restore: the snapshot has %u devices, this VM %d (same options?)",
-		         saved, n);
+		snprintf(err, errlen, "%s: %s has %u devices, this VM %d (same options?)", opt,
+		         it, saved, n);
 		return -EINVAL;
 	}
 	for (int i = 0; i < n; i++) {
 		uint32_t l = sbuf_get_u32(in);
 		if (in->err || l >= sizeof(devs[i].name) || l > in->len - in->pos ||
 		    memcmp(in->data + in->pos, devs[i].name, l) || devs[i].name[l]) {
-			snprintf(err, errlen, "--restore: device %d of the snapshot is not %s", i,
+			snprintf(err, errlen, "%s: device %d of %s is not %s", opt, i, it,
 			         devs[i].name);
 			return -EINVAL;
 		}
 		in->pos += l;
 		uint32_t len = sbuf_get_u32(in);
 		if (in->err || len > in->len - in->pos) {
-			snprintf(err, errlen, "--restore: device %s: truncated state", devs[i].name);
+			snprintf(err, errlen, "%s: device %s: truncated state", opt, devs[i].name);
 			return -EINVAL;
 		}
 		struct sbuf d;
@@ -711,7 +714,7 @@ int vm_snapshot_load(struct vm *vm, struct snapshot_file *f, char *err, size_t e
 				rc = virtio_pci_load(vp, &d); /* restarts the device if it was running */
 		}
 		if (rc || d.pos != d.len) {
-			snprintf(err, errlen, "--restore: device %s: its saved state does not load",
+			snprintf(err, errlen, "%s: device %s: its saved state does not load", opt,
 			         devs[i].name);
 			return -EINVAL;
 		}
