@@ -39,6 +39,14 @@ static int cmd_run(int argc, char **argv)
 	char err[512];
 	int status = 0;
 
+	/* SIGUSR2 asks the vCPUs for their state (vm.c reads it from a signalfd):
+	 * blocked before any thread starts, so that none dies of it */
+	sigset_t usr2;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+
+
 	uint64_t t_start = ratelimit_now_ns();
 	struct snapshot_file snap = { 0 };
 	struct api_server *api = NULL;

@@ -598,6 +598,26 @@ static bool vcpu_handle_exit(struct vcpu *c)
 	}
 }
 
+/* Where the vCPU is, for a guest that stopped answering (SIGUSR2). */
+static void vcpu_dump(struct vcpu *c)
+{
+	static const char *const mp[] = { "runnable", "uninitialized", "init-received", "halted",
+		                          "sipi-received", "stopped", "check-stop", "operating",
+		                          "load" };
+	struct kvm_mp_state ms = { 0 };
+	char regs[320];
+	uint64_t n = 0;
+
+	for (int i = 0; i < VCPU_NR_STATS; i++)
+		n += atomic_load(&c->exits[i]);
+	cpu_describe_regs(c->fd, regs, sizeof(regs));
+	if (ioctl(c->fd, KVM_GET_MP_STATE, &ms) < 0)
+		ms.mp_state = ~0u;
+	log_warn("vCPU %u: %s, %llu exits, %s", c->id,
+	         ms.mp_state < sizeof(mp) / sizeof(mp[0]) ? mp[ms.mp_state] : "state unknown",
+	         (unsigned long long)n, regs[0] ? regs : "registers unreadable");
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -630,6 +650,8 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&vm->pause_lock);
+		if (atomic_exchange(&c->dump, false))
+			vcpu_dump(c);
 		/* live migration's auto-converge (vm/migrate.c) */
 		migrate_throttle_vcpu(vm, &entered_ns);
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
@@ -761,6 +783,17 @@ static void vm_signal_ev(void *opaque, uint32_t events)
 			if (vm->vcon && vm->con->tty &&
 			    virtio_console_term_size(STDIN_FILENO, &cols, &rows) == 0)
 				virtio_console_resize(vm->vcon, cols, rows);
+			return;
+		}
+		if (si.ssi_signo == SIGUSR2) { /* each vCPU logs where it is */
+			log_warn("SIGUSR2: the vCPUs' state follows");
+			for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+				struct vcpu *c = &vm->vcpus[i];
+				if (!c->started)
+					continue;
+				atomic_store(&c->dump, true);
+				pthread_kill(c->thread, SIG_KICK);
+			}
 			return;
 		}
 		if (vm_migrate_postcopy_pushing(vm)) {
@@ -947,6 +980,7 @@ enum vm_exit vm_run(struct vm *vm)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGHUP);
 	sigaddset(&stop, SIGWINCH); /* not a stop: resizes the virtio console */
+	sigaddset(&stop, SIGUSR2);  /* not a stop: the vCPUs log their state */
 	sigaddset(&stop, SIG_KICK);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL); /* vCPU threads inherit this mask */
 	sigdelset(&stop, SIG_KICK);

@@ -41,6 +41,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	_Atomic bool dump; /* SIGUSR2: log the registers at the next exit */
 	_Atomic uint64_t exits[VCPU_NR_STATS];
 };
 

@@ -22,6 +22,16 @@ show_console() {
 	} >&2
 }
 
+# vcpu_state: a guest that stopped answering: cvisor logs each vCPU's state
+# (SIGUSR2) into its console, twice a second apart (running on or stuck?).
+vcpu_state() {
+	[ -n "$CVISOR_PID" ] && alive "$CVISOR_PID" || return 0
+	kill -USR2 "$CVISOR_PID" 2>/dev/null || return 0
+	sleep 1
+	kill -USR2 "$CVISOR_PID" 2>/dev/null || true
+	sleep 1
+}
+
 # wait_for FILE PATTERN TIMEOUT: poll FILE until `grep -q PATTERN` matches.
 # On timeout print the whole file and return 1.
 wait_for() {
@@ -29,6 +39,7 @@ wait_for() {
 	while ! grep -q -- "$2" "$1" 2>/dev/null; do
 		if [ "$(date +%s)" -ge "$_deadline" ]; then
 			echo "timed out after $3 s waiting for '$2' in $1" >&2
+			vcpu_state
 			show_console "$1"
 			return 1
 		fi
@@ -49,6 +60,7 @@ wait_tick() {
 	while [ "$(last_tick "$1")" -lt "$2" ]; do
 		if [ "$(date +%s)" -ge "$_deadline" ]; then
 			echo "timed out after $3 s waiting for tick $2 in $1" >&2
+			vcpu_state
 			show_console "$1"
 			return 1
 		fi

@@ -1,5 +1,6 @@
 #!/bin/sh
 # SIGTERM while the guest runs: cvisor exits promptly and leaves no processes behind.
+# SIGUSR2 before it: each vCPU logs its state and the guest runs on.
 # timeout: 300
 set -eu
 . "${RIG_LIB:-$(dirname "$0")/lib.sh}"
@@ -9,6 +10,13 @@ check "mode=shell, SIGTERM while running: exit within 5 s with status 0 or 143, 
 start_vm "$log" --kernel "$KERNEL" --initrd "$INITRD" --cpus 2 --cmdline "console=ttyS0 mode=shell"
 wait_for "$log" CVISOR-GUEST-SHELL 200 || fail "the guest did not reach its shell"
 pid=$CVISOR_PID
+# SIGUSR2 is no stop: each vCPU logs where it is (what the tests print for a guest
+# that stopped answering), and the guest runs on
+vcpu_state
+n=$(grep -c 'cvisor: warning: vCPU [01]: ' "$log" || true)
+[ "$n" -ge 4 ] || { show_console "$log"; fail "SIGUSR2 twice: $n vCPU state lines (want 4)"; }
+alive "$pid" || fail "cvisor died of SIGUSR2"
+check "SIGUSR2: cvisor runs on and logs each vCPU: $(grep -m1 'vCPU 0: ' "$log" | cut -c1-120)"
 kids=$(children_of "$pid")
 [ -z "$kids" ] || say "cvisor's child processes before SIGTERM: $kids"
 kill -TERM "$pid"
