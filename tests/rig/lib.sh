@@ -142,6 +142,7 @@ wait_vm() {
 	while alive "$CVISOR_PID"; do
 		if [ "$(date +%s)" -ge "$_deadline" ]; then
 			echo "cvisor (pid $CVISOR_PID) still running after $1 s; stopping it"
+			vcpu_state
 			stop_vm
 			return 1
 		fi
