@@ -46,7 +46,6 @@ static int cmd_run(int argc, char **argv)
 	sigaddset(&usr2, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &usr2, NULL);
 
-
 	uint64_t t_start = ratelimit_now_ns();
 	struct snapshot_file snap = { 0 };
 	struct api_server *api = NULL;

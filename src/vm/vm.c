@@ -786,6 +786,10 @@ static void vm_signal_ev(void *opaque, uint32_t events)
 			return;
 		}
 		if (si.ssi_signo == SIGUSR2) { /* each vCPU logs where it is */
+			if (vm_is_paused(vm)) {
+				log_warn("SIGUSR2: the VM is paused; its vCPUs are parked");
+				return;
+			}
 			log_warn("SIGUSR2: the vCPUs' state follows");
 			for (unsigned i = 0; i < vm->cfg->cpus; i++) {
 				struct vcpu *c = &vm->vcpus[i];
