@@ -85,8 +85,8 @@ run_batch() {
 	while grep -q -e 'Kernel panic - not syncing' -e 'RIG-HANG' "$res" &&
 		[ "$try" -lt "${RIG_RERUNS:-2}" ]; do
 		again=
-		for t in $tests; do
-			grep -q "^FAIL $(basename "$t") (no result)" "$res" && again="$again $t"
+		for _t in $tests; do # (not $t: the caller's loop still needs it)
+			grep -q "^FAIL $(basename "$_t") (no result)" "$res" && again="$again $_t"
 		done
 		[ -n "$again" ] || break
 		try=$((try + 1))
