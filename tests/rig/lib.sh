@@ -32,6 +32,20 @@ vcpu_state() {
 	sleep 1
 }
 
+# migration_end STEPS DPID: after a migrate request that is to fail, wait (STEPS x
+# 0.2 s) until the source's migration is no longer active and then for the
+# destination DPID to exit; sets st (the source's migration state) and drc (the
+# destination's exit status). Needs the test's mig_state.
+migration_end() {
+	_i=0
+	while [ "$(mig_state)" = active ] && [ $_i -lt "$1" ]; do sleep 0.2; _i=$((_i + 1)); done
+	st=$(mig_state)
+	_i=0
+	while alive "$2" && [ $_i -lt 100 ]; do sleep 0.2; _i=$((_i + 1)); done
+	drc=0
+	wait "$2" || drc=$?
+}
+
 # wait_for FILE PATTERN TIMEOUT: poll FILE until `grep -q PATTERN` matches.
 # On timeout print the whole file and return 1.
 wait_for() {

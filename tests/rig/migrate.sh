@@ -66,12 +66,7 @@ tunctl -t tapr >/dev/null || fail "tunctl -t tapr failed (is the tun module load
 d2=$!
 sleep 1
 ctl migrate tcp:127.0.0.1:7004 >/dev/null || fail "migrate request refused"
-i=0
-while [ "$(mig_state)" = active ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
-st=$(mig_state)
-i=0
-while alive $d2 && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
-drc=0; wait $d2 || drc=$?
+migration_end 300 $d2
 [ "$st" = failed ] && [ "$drc" != 0 ] || { cat "$TMPDIR/d2.log"; fail "refusing destination: state $st, exit $drc"; }
 grep -q 'the destination refused' "$log" || { show_console "$log"; fail "the source did not report the refusal"; }
 ! grep -q 'cannot take the image lock back' "$log" || { show_console "$log"; fail "the source lost its image lock"; }

@@ -67,12 +67,7 @@ check "snapshot taken while streaming; streams go on after it"
 d0=$!
 sleep 1
 ctl migrate tcp:127.0.0.1:7101 >/dev/null || fail "migrate request refused"
-i=0
-while [ "$(mig_state)" = active ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
-st=$(mig_state)
-i=0
-while alive $d0 && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
-drc=0; wait $d0 || drc=$?
+migration_end 600 $d0
 d0=
 alive "$src_pid" || { show_console "$log"; cat "$TMPDIR/d0.log"; fail "the source died"; }
 [ "$st" = failed ] || { cat "$TMPDIR/d0.log"; fail "migration state '$st', expected failed"; }
