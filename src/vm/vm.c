@@ -616,6 +616,14 @@ static void vcpu_dump(struct vcpu *c)
 	log_warn("vCPU %u: %s, %llu exits, %s", c->id,
 	         ms.mp_state < sizeof(mp) / sizeof(mp[0]) ? mp[ms.mp_state] : "state unknown",
 	         (unsigned long long)n, regs[0] ? regs : "registers unreadable");
+	/* what a halted vCPU waits for: its timer and the interrupts pending */
+	char timer[400];
+	struct kvm_clock_data clk = { 0 };
+	cpu_describe_timer(c->fd, timer, sizeof(timer));
+	if (ioctl(c->vm->kvm.vm_fd, KVM_GET_CLOCK, &clk) < 0)
+		clk.clock = 0;
+	log_warn("vCPU %u: %s; kvmclock %.3f s", c->id, timer[0] ? timer : "lapic unreadable",
+	         (double)clk.clock / 1e9);
 }
 
 static void *vcpu_thread(void *arg)

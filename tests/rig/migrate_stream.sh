@@ -131,10 +131,29 @@ hop() {
 	log=$_dlog
 	_slog=$_dlog
 	api=$TMPDIR/api$_n.sock
-	wait_tick "$log" $((_last + 2)) 60 || fail "destination $_n does not tick on"
+	wait_tick "$log" $((_last + 2)) 60 || stalled "$_n"
 	_sums=$(tick_sums "$log")
 	[ "$_sums" = "$sum0" ] || { show_console "$log"; fail "checksums on destination $_n: $_sums (want $sum0)"; }
 	check "hop $_n in $(($(date +%s) - _t0)) s, same checksum: $HOP"
+}
+
+# a destination whose guest stopped ticking: wake it with console input. Ticks
+# that come back then were held up by a timer interrupt that never came; none
+# means the guest is stuck for good. Either way the hop failed.
+stalled() {
+	_b=$(last_tick "$log")
+	printf 'cat /proc/uptime\n' >&3
+	_i=0
+	while [ "$(last_tick "$log")" -le "$_b" ] && [ $_i -lt 100 ]; do
+		sleep 0.2
+		_i=$((_i + 1))
+	done
+	if [ "$(last_tick "$log")" -gt "$_b" ]; then
+		vcpu_state
+		tr -d '\r' <"$log" | tail -n 8
+		fail "destination $1 did not tick for 60 s, then ticked on after console input: a timer interrupt was lost"
+	fi
+	fail "destination $1 does not tick on, not even after console input"
 }
 
 hop 1 7021 "" "" # plain, to compare with

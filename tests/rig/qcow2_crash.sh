@@ -19,6 +19,9 @@ boot="--kernel $KERNEL --initrd $INITRD --memory 256M --disk path=$TMPDIR/ov.qco
 : >synced.all
 round=0
 leaks=0
+# where a round is, with L1's uptime: when the rig dies mid-round, the last of
+# these says in which step
+step() { echo "rig: round $round: $* (L1 uptime $(cut -d' ' -f1 /proc/uptime) s)"; }
 while [ $round -lt "$ROUNDS" ]; do
 	round=$((round + 1))
 	log=$TMPDIR/r$round.log
@@ -26,6 +29,7 @@ while [ $round -lt "$ROUNDS" ]; do
 	# (kernel messages off the console: they would cut into the output parsed here)
 	shell_run "dmesg -n 1; mkdir -p /mnt && mount -t ext4 /dev/vda /mnt" 120 >/dev/null
 	[ "$(shell_rc)" = 0 ] || { show_console "$log"; fail "round $round: mount failed"; }
+	step "booted and mounted"
 	# every file synced in an earlier round must be there, intact
 	# (one listing of all checksums: a command per file costs a console round trip each)
 	if [ -s synced.all ]; then
@@ -34,14 +38,17 @@ while [ $round -lt "$ROUNDS" ]; do
 			got=$(awk -v f="$f" '$1 == f { print $2 }' sums.now)
 			[ "$got" = "$sum" ] || { show_console "$log"; fail "round $round: $f has md5 '$got', synced $sum"; }
 		done <synced.all
+		step "$(wc -l <synced.all) files read back intact"
 	fi
 	# write and fsync until killed: after 1..5 files, at a varying point
 	want=$((round % 5 + 1))
 	printf '%s\n' "i=0; while :; do i=\$((i+1)); dd if=/dev/urandom of=/mnt/r${round}_\$i bs=64k count=4 conv=fsync 2>/dev/null; sync; echo \"SYNCED r${round}_\$i \$(md5sum </mnt/r${round}_\$i | cut -c1-32)\"; done" >&3
 	wait_for "$log" "^SYNCED r${round}_$want " 300 || fail "round $round: no progress"
 	sleep "0.$((round * 37 % 10))"
+	step "writing; kill -9"
 	kill -KILL "$CVISOR_PID"
 	wait "$CVISOR_PID" 2>/dev/null || true
+	step "cvisor gone"
 	CVISOR_PID=
 	exec 3>&-
 	tr -d '\r' <"$log" | awk '/^SYNCED r[0-9]+_[0-9]+ [0-9a-f]+$/ && length($3) == 32 { print $2, $3 }' >>synced.all

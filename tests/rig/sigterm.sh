@@ -14,9 +14,12 @@ pid=$CVISOR_PID
 # that stopped answering), and the guest runs on
 vcpu_state
 n=$(grep -c 'cvisor: warning: vCPU [01]: ' "$log" || true)
-[ "$n" -ge 4 ] || { show_console "$log"; fail "SIGUSR2 twice: $n vCPU state lines (want 4)"; }
+[ "$n" -ge 8 ] || { show_console "$log"; fail "SIGUSR2 twice: $n vCPU state lines (want 8)"; }
+# and what each waits for: its LAPIC timer and pending interrupts
+n=$(grep -c 'cvisor: warning: vCPU [01]: lapic on, timer [a-z-]* vector 0x[0-9a-f]*.*; irr .*; isr .*; kvmclock [0-9.]* s' "$log" || true)
+[ "$n" -ge 4 ] || { show_console "$log"; fail "SIGUSR2 twice: $n vCPU timer lines (want 4)"; }
 alive "$pid" || fail "cvisor died of SIGUSR2"
-check "SIGUSR2: cvisor runs on and logs each vCPU: $(grep -m1 'vCPU 0: ' "$log" | cut -c1-120)"
+check "SIGUSR2: cvisor runs on and logs each vCPU: $(grep -m1 'vCPU 0: ' "$log" | cut -c1-120); $(grep -m1 'vCPU 0: lapic' "$log" | cut -c18-)"
 kids=$(children_of "$pid")
 [ -z "$kids" ] || say "cvisor's child processes before SIGTERM: $kids"
 kill -TERM "$pid"

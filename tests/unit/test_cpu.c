@@ -380,6 +380,60 @@ static void test_cpuid_check(void **state)
 	free(g);
 }
 
+static void set_reg(struct kvm_lapic_state *l, unsigned off, uint32_t v)
+{
+	memcpy(l->regs + off, &v, sizeof(v));
+}
+
+static void test_format_timer(void **state)
+{
+	(void)state;
+	struct kvm_lapic_state l;
+	char buf[400];
+
+	memset(&l, 0, sizeof(l));
+	set_reg(&l, 0xf0, 0x1ff);                    /* SVR: enabled */
+	set_reg(&l, 0x320, 2u << 17 | 0xec);         /* LVTT: TSC deadline, vector 0xec */
+	/* 2 GHz: 3 ms ahead is 6,000,000 cycles */
+	cpu_format_timer(&l, 1000000, 7000000, 2000000, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "lapic on, timer tsc-deadline vector 0xec: deadline in 3.000 ms"));
+	assert_non_null(strstr(buf, "irr none; isr none"));
+	/* a deadline in the past: the interrupt is overdue */
+	cpu_format_timer(&l, 7000000, 1000000, 2000000, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "deadline passed 3.000 ms"));
+	cpu_format_timer(&l, 7000000, 0, 2000000, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "disarmed"));
+	cpu_format_timer(&l, 10, 110, 0, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "deadline in 100 cycles"));
+
+	/* one-shot, masked, divide by 16 (TDCR 0b0011), and pending vectors */
+	set_reg(&l, 0x320, 1u << 16 | 0xef);
+	set_reg(&l, 0x380, 5000);
+	set_reg(&l, 0x390, 1200);
+	set_reg(&l, 0x3e0, 3);
+	set_reg(&l, 0x200 + 7 * 0x10, 1u << 4);      /* IRR vector 0xe4 */
+	set_reg(&l, 0x200 + 1 * 0x10, 1u << 1);      /* IRR vector 0x21 */
+	set_reg(&l, 0x100 + 7 * 0x10, 1u << 15);     /* ISR vector 0xef */
+	cpu_format_timer(&l, 0, 0, 0, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "timer one-shot vector 0xef masked: count 1200 of 5000, divide 16"));
+	assert_non_null(strstr(buf, "irr 0x21,0xe4; isr 0xef"));
+	set_reg(&l, 0x3e0, 0xb); /* 0b1011: divide by 1 */
+	set_reg(&l, 0x380, 0);
+	cpu_format_timer(&l, 0, 0, 0, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "stopped (initial count 0)"));
+	set_reg(&l, 0x380, 9);
+	cpu_format_timer(&l, 0, 0, 0, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "divide 1;"));
+	/* periodic, software-disabled APIC; a short buffer is cut, not overrun */
+	set_reg(&l, 0xf0, 0xff);
+	set_reg(&l, 0x320, 1u << 17 | 0x30);
+	cpu_format_timer(&l, 0, 0, 0, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "lapic software-disabled, timer periodic vector 0x30"));
+	char small[16];
+	cpu_format_timer(&l, 0, 0, 0, small, sizeof(small));
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_full_input),
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_cpuid_check),
+		cmocka_unit_test(test_format_timer),
 	};
 
 	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include "util/log.h"
 
 #define MSR_IA32_TSC 0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
 #define MSR_IA32_SYSENTER_CS 0x174
 #define MSR_IA32_SYSENTER_ESP 0x175
 #define MSR_IA32_SYSENTER_EIP 0x176
@@ -251,6 +252,79 @@ void cpu_describe_regs(int vcpu_fd, char *buf, size_t len)
 	         (unsigned long long)sr.cr3, (unsigned long long)sr.cr4, (unsigned long long)sr.efer,
 	         (unsigned long long)sr.idt.base, sr.idt.limit, (unsigned long long)sr.gdt.base,
 	         sr.gdt.limit, sr.tr.selector);
+}
+
+static uint32_t apic_reg(const struct kvm_lapic_state *l, unsigned off)
+{
+	uint32_t v;
+	memcpy(&v, l->regs + off, sizeof(v));
+	return v;
+}
+
+/* the vectors set in the 256-bit LAPIC register array at off (IRR, ISR) */
+static size_t apic_vectors(const struct kvm_lapic_state *l, unsigned off, char *buf, size_t len)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (unsigned v = 0; v < 256 && n + 6 < len; v++) {
+		if (apic_reg(l, off + (v / 32) * 0x10) & (1u << (v % 32)))
+			n += (size_t)snprintf(buf + n, len - n, "%s0x%02x", n ? "," : "", v);
+	}
+	if (!n)
+		snprintf(buf, len, "none");
+	return n;
+}
+
+void cpu_format_timer(const struct kvm_lapic_state *l, uint64_t tsc, uint64_t deadline,
+                      uint32_t tsc_khz, char *buf, size_t len)
+{
+	enum { SVR = 0xf0, ISR = 0x100, IRR = 0x200, LVTT = 0x320, TMICT = 0x380, TMCCT = 0x390,
+	       TDCR = 0x3e0 };
+	static const char *const mode[] = { "one-shot", "periodic", "tsc-deadline", "mode 3" };
+	uint32_t lvtt = apic_reg(l, LVTT);
+	char when[96], irr[128], isr[128];
+
+	if (!(lvtt >> 18 & 1)) {
+		uint32_t init = apic_reg(l, TMICT), cur = apic_reg(l, TMCCT);
+		/* TDCR bits 0,1,3: divide by 2^(n+1), 0b111 by 1 */
+		uint32_t d = (apic_reg(l, TDCR) & 3) | (apic_reg(l, TDCR) >> 1 & 4);
+		if (!init)
+			snprintf(when, sizeof(when), "stopped (initial count 0)");
+		else
+			snprintf(when, sizeof(when), "count %u of %u, divide %u", cur, init,
+			         d == 7 ? 1u : 2u << d);
+	} else if (!deadline) {
+		snprintf(when, sizeof(when), "disarmed (deadline 0)");
+	} else {
+		uint64_t diff = deadline > tsc ? deadline - tsc : tsc - deadline;
+		const char *dir = deadline > tsc ? "in" : "passed";
+		if (tsc_khz)
+			snprintf(when, sizeof(when), "deadline %s %.3f ms (tsc 0x%llx)", dir,
+			         (double)diff / tsc_khz, (unsigned long long)tsc);
+		else
+			snprintf(when, sizeof(when), "deadline %s %llu cycles (tsc 0x%llx)", dir,
+			         (unsigned long long)diff, (unsigned long long)tsc);
+	}
+	apic_vectors(l, IRR, irr, sizeof(irr));
+	apic_vectors(l, ISR, isr, sizeof(isr));
+	snprintf(buf, len, "lapic %s, timer %s vector 0x%02x%s: %s; irr %s; isr %s",
+	         apic_reg(l, SVR) & 0x100 ? "on" : "software-disabled", mode[lvtt >> 17 & 3],
+	         lvtt & 0xff, lvtt & 0x10000 ? " masked" : "", when, irr, isr);
+}
+
+void cpu_describe_timer(int vcpu_fd, char *buf, size_t len)
+{
+	struct kvm_lapic_state l;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[2];
+	} m = { .hdr.nmsrs = 2, .e = { { .index = MSR_IA32_TSC }, { .index = MSR_IA32_TSC_DEADLINE } } };
+
+	buf[0] = '\0';
+	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &l) < 0 || ioctl(vcpu_fd, KVM_GET_MSRS, &m) != 2)
+		return;
+	int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	cpu_format_timer(&l, m.e[0].data, m.e[1].data, khz > 0 ? (uint32_t)khz : 0, buf, len);
 }
 
 int cpu_cpuid_check(struct cpu_cpuid *host, struct cpu_cpuid *saved, char *err, size_t errlen)

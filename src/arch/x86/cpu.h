@@ -37,4 +37,14 @@ int cpu_init_boot_regs(int vcpu_fd, const struct boot_setup *b);
  * registers, EFER, descriptor tables) for a log message; "" if unreadable. */
 void cpu_describe_regs(int vcpu_fd, char *buf, size_t len);
 
+/* What a vCPU waits for: its LAPIC timer (mode, vector, mask, and when it
+ * fires: the TSC deadline against the guest's TSC, or the one-shot/periodic
+ * count) and the interrupts requested (IRR) and in service (ISR), for a log
+ * line. cpu_format_timer does the formatting from the LAPIC registers and MSR
+ * values (tsc_khz 0: no time conversion); cpu_describe_timer reads them from
+ * KVM ("" if unreadable). */
+void cpu_format_timer(const struct kvm_lapic_state *l, uint64_t tsc, uint64_t deadline,
+                      uint32_t tsc_khz, char *buf, size_t len);
+void cpu_describe_timer(int vcpu_fd, char *buf, size_t len);
+
 #endif
