@@ -4,7 +4,7 @@
 # Prints PASS/FAIL per test and ends with one line "N passed, N failed".
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 passed=0 failed=0
 log=build/test-logs
 mkdir -p "$log"
@@ -63,9 +63,13 @@ echo "== guest tests"
 # batch left without a result run again in a fresh rig (at most RIG_RERUNS
 # times, 2), and the output says so (the panic is printed in full above); their
 # last result is the one counted.
+# In the nested rig, RIG_LANES (2) rigs run at once, each L1 with one CPU: an
+# L1 is independent of the others (its own network stack, ports, files), and on
+# 2 host cores two 1-CPU rigs do about twice the work of one 2-CPU rig. Directly
+# on the host the tests share ports and names, so they run one at a time.
+rm -f "$log"/rig-*
 set -- tests/rig/*.sh
-batch= n=0 b=0
-rig_batch() { # rig_batch RESULT-FILE TESTS...: run, print, count
+rig_batch() { # rig_batch RESULT-FILE TESTS...: run; print the result file but its summary
 	_res=$1
 	shift
 	tools/rig/rig.sh "$@" >"$_res" 2>&1
@@ -74,57 +78,102 @@ rig_batch() { # rig_batch RESULT-FILE TESTS...: run, print, count
 		echo "FAIL rig:$(basename "$_res" .res) (the rig produced no summary)" | tee -a "$_res"
 	fi
 }
+# run_batch B TESTS...: batch B; its output goes to rig-B.out, the result lines
+# that count to rig-B.count, and rig-B.done says it is over
 run_batch() {
-	[ -n "$batch" ] || return 0
-	b=$((b + 1))
-	res=$log/rig-$b.res tests=$batch try=0
+	_b=$1
+	shift
+	_out=$log/rig-$_b.out _cnt=$log/rig-$_b.count
+	res=$log/rig-$_b.res tests=$* try=0
+	: >"$_cnt"
 	# shellcheck disable=SC2086
-	rig_batch "$res" $tests
+	rig_batch "$res" $tests >"$_out"
 	# an L1 panic or hang: the tests it left without a result run again in a
 	# fresh rig, up to RIG_RERUNS (2) times; every try is printed
 	while grep -q -e 'Kernel panic - not syncing' -e 'RIG-HANG' "$res" &&
 		[ "$try" -lt "${RIG_RERUNS:-2}" ]; do
 		again=
-		for _t in $tests; do # (not $t: the caller's loop still needs it)
+		for _t in $tests; do
 			grep -q "^FAIL $(basename "$_t") (no result)" "$res" && again="$again $_t"
 		done
 		[ -n "$again" ] || break
 		try=$((try + 1))
-		echo "RIG-FAULT: the rig's L1 kernel panicked or hung (the emulated CPU, not cvisor); once more in a fresh rig ($try of ${RIG_RERUNS:-2}):$again"
-		grep -v ' (no result)$' "$res" >"$res.counted"
-		count "$res.counted"
-		res=$log/rig-$b-again$try.res tests=$again
+		echo "RIG-FAULT: the rig's L1 kernel panicked or hung (the emulated CPU, not cvisor); once more in a fresh rig ($try of ${RIG_RERUNS:-2}):$again" >>"$_out"
+		grep -v ' (no result)$' "$res" | grep -E '^(PASS|FAIL) ' >>"$_cnt"
+		res=$log/rig-$_b-again$try.res tests=$again
 		# shellcheck disable=SC2086
-		rig_batch "$res" $tests
+		rig_batch "$res" $tests >>"$_out"
 	done
-	count "$res"
-	batch= n=0
+	grep -E '^(PASS|FAIL) ' "$res" >>"$_cnt"
+	touch "$log/rig-$_b.done"
 }
 # A batch holds at most RIG_BATCH tests (6) and about RIG_BATCH_SECS (240) s of
 # them, by each test's "# rig-cost: N" line (default 25 s): an L1 that lives
 # longer fills the outer QEMU's 2 GiB translation buffer (about 6.5 MB/s of
 # generated code), and the flush that follows is when L1 panics or hangs most
 # (tools/rig/README.md). A test that costs that much alone gets a rig of its own.
+# The batches go to rig-batches, one line each.
 cost_of() { sed -n 's/^# rig-cost: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n1; }
-secs=0
+batch="" n=0 secs=0
+: >"$log/rig-batches"
+flush() { [ -z "$batch" ] || echo "$batch" >>"$log/rig-batches"; batch="" n=0 secs=0; }
 for t in "$@"; do
 	[ "$(basename "$t")" = lib.sh ] && continue
 	c=$(cost_of "$t")
 	c=${c:-25}
 	if [ "$c" -ge "${RIG_BATCH_SECS:-240}" ]; then
-		_keep=$batch _kn=$n
-		batch=" $t"
-		run_batch
-		batch=$_keep n=$_kn
+		echo " $t" >>"$log/rig-batches"
 		continue
 	fi
-	[ $((secs + c)) -le "${RIG_BATCH_SECS:-240}" ] || { run_batch; secs=0; }
+	[ $((secs + c)) -le "${RIG_BATCH_SECS:-240}" ] || flush
 	batch="$batch $t"
 	n=$((n + 1))
 	secs=$((secs + c))
-	[ $n -lt "${RIG_BATCH:-6}" ] || { run_batch; secs=0; }
+	[ $n -lt "${RIG_BATCH:-6}" ] || flush
 done
-run_batch
+flush
+nb=$(wc -l <"$log/rig-batches")
+lanes=1
+[ "$(tools/rig/rig.sh --mode)" = nested ] && lanes=${RIG_LANES:-2}
+# a lane takes the next batch off the list until none is left
+echo 0 >"$log/rig-next"
+lane() {
+	while :; do
+		# shellcheck disable=SC2016 # (the inner shell expands them)
+		_n=$(flock "$log/rig-batches" sh -c 'n=$(($(cat "$1") + 1)); echo $n >"$1"; echo $n' _ "$log/rig-next")
+		[ "$_n" -le "$nb" ] || return 0
+		# shellcheck disable=SC2046
+		run_batch "$_n" $(sed -n "${_n}p" "$log/rig-batches")
+	done
+}
+echo "($nb batches, $lanes at a time)"
+pids=
+l=0
+while [ $l -lt "$lanes" ]; do
+	lane &
+	pids="$pids $!"
+	l=$((l + 1))
+done
+# print and count the batches in order, each as soon as it is over
+b=1
+while [ $b -le "$nb" ]; do
+	if [ -e "$log/rig-$b.done" ]; then
+		cat "$log/rig-$b.out"
+		count "$log/rig-$b.count"
+		b=$((b + 1))
+		continue
+	fi
+	live=0
+	for p in $pids; do kill -0 "$p" 2>/dev/null && live=1; done
+	if [ $live = 0 ] && [ ! -e "$log/rig-$b.done" ]; then
+		echo "FAIL rig:batch-$b (its lane ended without a result)"
+		failed=$((failed + 1))
+		b=$((b + 1))
+		continue
+	fi
+	sleep 2
+done
+wait
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

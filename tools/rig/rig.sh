@@ -15,11 +15,14 @@
 #                        with --with-qemu: the tests run against QEMU, to check the tests)
 #   -v                   stream the whole outer console while the tests run
 #   --demo               boot the default guest with its console on this terminal
+#   --mode               print the mode the tests would run in (direct or nested), and exit
 # Without TEST arguments, every tests/rig/*.sh except lib.sh runs.
 # Output: "PASS name" / "FAIL name" per test, the log of each failing test, and a last
 # line "N passed, N failed"; the exit status is 0 only when none failed.
 # Environment: RIG_CARRIER=0|1 forces the assets into the initramfs / onto a disk;
-# RIG_LIMIT=N overrides the whole-run limit (default: sum of the test timeouts + 120 s).
+# RIG_LIMIT=N overrides the whole-run limit (default: sum of the test timeouts + 120 s);
+# RIG_SMP=N gives L1 N CPUs (default 1) and RIG_L1_CMDLINE adds to L1's kernel command
+# line (L1 runs with a periodic tick: nohz=off highres=off); see tools/rig/README.md.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RIG=$ROOT/build/rig
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
 	--nested) mode=nested ;;
 	--with-qemu) with_qemu=1 ;;
 	--demo) action=demo ;;
+	--mode) action=mode ;;
 	--cvisor) cvisor=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift ;;
 	-v | --verbose) verbose=1 ;;
 	-h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -61,6 +65,7 @@ hw_virt() {
 if [ $mode = auto ]; then
 	if hw_virt; then mode=direct; else mode=nested; fi
 fi
+[ $action = mode ] && { echo $mode; exit 0; }
 
 test_timeout() {
 	_t=$(sed -n 's/^# timeout: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n1)
@@ -256,9 +261,9 @@ rm -rf "$stage" "$carrier"
 outer=$("$ROOT/tools/rig/outer-qemu.sh")
 qemu_l0() {
 	# shellcheck disable=SC2086
-	"$@" $outer -accel tcg,thread=multi,tb-size=${RIG_TB_SIZE:-2048} -cpu EPYC,+svm,+npt -smp 2 -m 6144 \
+	"$@" $outer -accel tcg,thread=multi,tb-size=${RIG_TB_SIZE:-2048} -cpu EPYC,+svm,+npt -smp "${RIG_SMP:-1}" -m 6144 \
 		-nographic -no-reboot -nic none -kernel "$RIG/kernel/vmlinuz" -initrd "$work/l1.cpio.gz" \
-		$drive -append "console=ttyS0 panic=-1 quiet" \
+		$drive -append "console=ttyS0 panic=-1 quiet nohz=off highres=off ${RIG_L1_CMDLINE:-}" \
 		-serial mon:stdio -serial file:"$work/heartbeat" -monitor unix:"$work/monitor",server=on,wait=off
 }
 
