@@ -379,7 +379,8 @@ static int build_state(struct vm *vm, struct sbuf *out, char *const *sub, char *
 	put_args(vm, &b, sub);
 	sbuf_put_u64(&b, vm->mem.size);
 	sbuf_put_u32(&b, vm->cfg->cpus);
-	if ((rc = vm_state_save(&vm->kvm, &b))) {
+	struct kvm_clock_data clk;
+	if ((rc = vm_clock_read(vm, &clk)) || (rc = vm_state_save(&vm->kvm, &b, &clk))) {
 		snprintf(err, errlen, "snapshot: in-kernel device state: %s", strerror(-rc));
 		goto out;
 	}

@@ -858,8 +858,34 @@ int vm_pause(struct vm *vm)
 		pthread_cond_wait(&vm->parked, &vm->pause_lock);
 	pthread_mutex_unlock(&vm->pause_lock);
 	/* freeze the guest's clock: on resume it goes on from here, no jump */
-	if (ioctl(vm->kvm.vm_fd, KVM_GET_CLOCK, &vm->clock) < 0)
+	if (vm_clock_read(vm, &vm->clock) < 0)
 		log_debug("KVM_GET_CLOCK: %s", strerror(errno));
+	return 0;
+}
+
+int vm_clock_read(struct vm *vm, struct kvm_clock_data *clk)
+{
+	memset(clk, 0, sizeof(*clk));
+	if (ioctl(vm->kvm.vm_fd, KVM_GET_CLOCK, clk) < 0)
+		return -errno;
+	if (clk->flags & KVM_CLOCK_TSC_STABLE)
+		return 0; /* KVM's clock is the one the guest reads */
+	for (unsigned i = 0; i < vm->cfg->cpus; i++) {
+		uint64_t gpa, tsc, ns;
+		uint8_t rec[32];
+		if (vm->vcpus[i].fd < 0 || cpu_pvclock_msr(vm->vcpus[i].fd, &gpa, &tsc) || !gpa ||
+		    mem_read(&vm->mem, gpa, rec, sizeof(rec)))
+			continue;
+		ns = cpu_pvclock_ns(rec, tsc);
+		if (!ns)
+			continue;
+		log_debug("vCPU %u's kvmclock is %.3f ms %s KVM's (no stable TSC)%s", i,
+		          (double)(ns > clk->clock ? ns - clk->clock : clk->clock - ns) / 1e6,
+		          ns > clk->clock ? "ahead of" : "behind",
+		          ns > clk->clock ? ": the guest's time is the one kept" : "");
+		if (ns > clk->clock)
+			clk->clock = ns;
+	}
 	return 0;
 }
 

@@ -91,4 +91,10 @@ struct vm {
  * a memory image and the device state agree (snapshot, migration). Main thread. */
 void vm_drain_io(struct vm *vm);
 
+/* The guest's clock now, for a pause or a save: KVM_GET_CLOCK, or, on a host
+ * without a stable TSC, the guest's own kvmclock reading when that is later
+ * (cpu_pvclock_ns), so that a resumed or restored guest never sees its time
+ * go back. 0 or -errno. */
+int vm_clock_read(struct vm *vm, struct kvm_clock_data *clk);
+
 #endif

@@ -434,6 +434,41 @@ static void test_format_timer(void **state)
 	assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+static void pvrec(uint8_t rec[32], uint32_t version, uint64_t stamp, uint64_t sys, uint32_t mul,
+                  int8_t shift)
+{
+	memset(rec, 0, 32);
+	memcpy(rec, &version, 4);
+	memcpy(rec + 8, &stamp, 8);
+	memcpy(rec + 16, &sys, 8);
+	memcpy(rec + 24, &mul, 4);
+	memcpy(rec + 28, &shift, 1);
+}
+
+static void test_pvclock_ns(void **state)
+{
+	(void)state;
+	uint8_t rec[32];
+
+	/* mul 0.5 with shift +1: one ns per cycle */
+	pvrec(rec, 2, 1000, 5000000000ull, 0x80000000u, 1);
+	assert_int_equal(cpu_pvclock_ns(rec, 1000 + 3000000000ull), 8000000000ull);
+	assert_int_equal(cpu_pvclock_ns(rec, 1000), 5000000000ull);
+	/* a TSC before the record's stamp: the record's own time, not a wrap */
+	assert_int_equal(cpu_pvclock_ns(rec, 10), 5000000000ull);
+	/* shift -1 halves first: 4 cycles -> 2 -> 1 ns */
+	pvrec(rec, 4, 0, 7, 0x80000000u, -1);
+	assert_int_equal(cpu_pvclock_ns(rec, 4), 8);
+	/* a 2.5 GHz TSC (mul 0.4 * 2^32, shift 0): 10 s of cycles are 10 s; no
+	 * 64-bit overflow in the product */
+	pvrec(rec, 6, 0, 0, 1717986918u, 0);
+	uint64_t ns = cpu_pvclock_ns(rec, 25000000000ull);
+	assert_true(ns > 9999999990ull && ns <= 10000000000ull);
+	/* odd version: KVM is writing the record */
+	pvrec(rec, 3, 0, 7, 0x80000000u, 1);
+	assert_int_equal(cpu_pvclock_ns(rec, 100), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -447,6 +482,7 @@ int main(void)
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_cpuid_check),
 		cmocka_unit_test(test_format_timer),
+		cmocka_unit_test(test_pvclock_ns),
 	};
 
 	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);

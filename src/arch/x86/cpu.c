@@ -327,6 +327,46 @@ void cpu_describe_timer(int vcpu_fd, char *buf, size_t len)
 	cpu_format_timer(&l, m.e[0].data, m.e[1].data, khz > 0 ? (uint32_t)khz : 0, buf, len);
 }
 
+int cpu_pvclock_msr(int vcpu_fd, uint64_t *gpa, uint64_t *tsc)
+{
+	enum { MSR_KVM_SYSTEM_TIME = 0x12, MSR_KVM_SYSTEM_TIME_NEW = 0x4b564d01 };
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[3];
+	} m = { .hdr.nmsrs = 3,
+		.e = { { .index = MSR_KVM_SYSTEM_TIME_NEW }, { .index = MSR_KVM_SYSTEM_TIME },
+		       { .index = MSR_IA32_TSC } } };
+
+	if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) != 3)
+		return -EIO;
+	/* bit 0 enables; the new MSR wins when the guest set both */
+	uint64_t v = m.e[0].data & 1 ? m.e[0].data : m.e[1].data;
+	*gpa = v & 1 ? v & ~1ull : 0;
+	*tsc = m.e[2].data;
+	return 0;
+}
+
+uint64_t cpu_pvclock_ns(const uint8_t rec[32], uint64_t tsc)
+{
+	uint32_t version, mul;
+	uint64_t stamp, sys;
+	int8_t shift;
+
+	memcpy(&version, rec, 4);
+	memcpy(&stamp, rec + 8, 8);
+	memcpy(&sys, rec + 16, 8);
+	memcpy(&mul, rec + 24, 4);
+	memcpy(&shift, rec + 28, 1);
+	if (version & 1)
+		return 0;
+	uint64_t d = tsc > stamp ? tsc - stamp : 0;
+	if (shift < 0)
+		d >>= -shift;
+	else
+		d <<= shift;
+	return sys + (uint64_t)(((unsigned __int128)d * mul) >> 32);
+}
+
 int cpu_cpuid_check(struct cpu_cpuid *host, struct cpu_cpuid *saved, char *err, size_t errlen)
 {
 	/* the feature words, and in each the bits that are not features: leaf 1

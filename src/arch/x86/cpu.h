@@ -47,4 +47,16 @@ void cpu_format_timer(const struct kvm_lapic_state *l, uint64_t tsc, uint64_t de
                       uint32_t tsc_khz, char *buf, size_t len);
 void cpu_describe_timer(int vcpu_fd, char *buf, size_t len);
 
+/* The guest's own view of its kvmclock. KVM_GET_CLOCK computes the clock from
+ * the host's clock; the guest extrapolates from its last pvclock record with
+ * its TSC. Without a stable host TSC (KVM_CLOCK_TSC_STABLE not set) the two
+ * drift apart, and a clock saved from the host's side can be behind what the
+ * guest already saw: restored, the guest's time stands still until it catches
+ * up. cpu_pvclock_msr reads where the vCPU's pvclock record is (the guest
+ * physical address, or 0 if the guest has not enabled kvmclock) and the guest's
+ * TSC now; cpu_pvclock_ns computes the time from the 32-byte record as the
+ * guest would at that TSC (0 if the record is being updated, odd version). */
+int cpu_pvclock_msr(int vcpu_fd, uint64_t *gpa, uint64_t *tsc);
+uint64_t cpu_pvclock_ns(const uint8_t rec[32], uint64_t tsc);
+
 #endif

@@ -188,11 +188,11 @@ out:
 
 enum { VREC_PIC0 = 100, VREC_PIC1, VREC_IOAPIC, VREC_PIT, VREC_CLOCK, VREC_END };
 
-int vm_state_save(struct kvm_vm *k, struct sbuf *out)
+int vm_state_save(struct kvm_vm *k, struct sbuf *out, const struct kvm_clock_data *clock)
 {
 	struct kvm_irqchip chip[3];
 	struct kvm_pit_state2 pit;
-	struct kvm_clock_data clk;
+	struct kvm_clock_data clk = *clock;
 
 	for (int i = 0; i < 3; i++) {
 		memset(&chip[i], 0, sizeof(chip[i]));
@@ -200,8 +200,7 @@ int vm_state_save(struct kvm_vm *k, struct sbuf *out)
 		if (ioctl(k->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
 			return -errno;
 	}
-	memset(&clk, 0, sizeof(clk));
-	if (ioctl(k->vm_fd, KVM_GET_PIT2, &pit) < 0 || ioctl(k->vm_fd, KVM_GET_CLOCK, &clk) < 0)
+	if (ioctl(k->vm_fd, KVM_GET_PIT2, &pit) < 0)
 		return -errno;
 	put_rec(out, VREC_PIC0, &chip[0], sizeof(chip[0]));
 	put_rec(out, VREC_PIC1, &chip[1], sizeof(chip[1]));

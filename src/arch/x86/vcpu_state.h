@@ -16,8 +16,9 @@ int vcpu_state_save(struct kvm_vm *k, int fd, struct sbuf *out);
 /* Load it into a freshly created vCPU. Checks that this host supports the
  * CPU features the saved CPUID shows. 0, or -errno with a reason in err. */
 int vcpu_state_load(struct kvm_vm *k, int fd, struct sbuf *in, char *err, size_t errlen);
-/* VM-level: PIC master/slave, IOAPIC, PIT, clock. */
-int vm_state_save(struct kvm_vm *k, struct sbuf *out);
+/* VM-level: PIC master/slave, IOAPIC, PIT, and the clock given (the VMM's
+ * vm_clock_read: KVM's clock, or the guest's own reading when that is later). */
+int vm_state_save(struct kvm_vm *k, struct sbuf *out, const struct kvm_clock_data *clock);
 int vm_state_load(struct kvm_vm *k, struct sbuf *in, char *err, size_t errlen);
 
 #endif
