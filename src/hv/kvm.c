@@ -174,6 +174,14 @@ int kvm_vm_irqfd(struct kvm_vm *k, int fd, uint32_t gsi, bool assign)
 	return ioctl(k->vm_fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
 }
 
+int kvm_vm_signal_msi(struct kvm_vm *k, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+		               .data = data };
+	int rc = ioctl(k->vm_fd, KVM_SIGNAL_MSI, &msi);
+	return rc < 0 ? -errno : rc;
+}
+
 /* Rebuild the whole table: KVM_SET_GSI_ROUTING replaces the default routes too,
  * so KVM's defaults, the PIC (GSI 0-15) and IOAPIC (0-23) entries go first. */
 static int push_routes(struct kvm_vm *k)

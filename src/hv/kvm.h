@@ -62,6 +62,9 @@ int kvm_vm_msi_route_alloc(struct kvm_vm *k);
 int kvm_vm_msi_route_set(struct kvm_vm *k, uint32_t gsi, uint64_t addr, uint32_t data);
 /* Inject interrupts for gsi whenever fd is signalled (assign=false detaches). */
 int kvm_vm_irqfd(struct kvm_vm *k, int fd, uint32_t gsi, bool assign);
+/* Deliver one MSI (address, data) now, without a route (KVM_SIGNAL_MSI).
+ * 1 delivered, 0 blocked by the guest, or -errno. */
+int kvm_vm_signal_msi(struct kvm_vm *k, uint64_t addr, uint32_t data);
 /* True when this host's KVM is PVM (software KVM without VT-x/AMD-V). */
 bool kvm_host_is_pvm(void);
 

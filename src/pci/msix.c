@@ -40,6 +40,22 @@ static void vec_collect(struct msix *m, uint16_t v)
 		m->pending |= 1ULL << v;
 }
 
+/* Deliver vector v once: through its irqfd, or, when KVM would not attach
+ * that, with KVM_SIGNAL_MSI to the entry's address and data. lock held. */
+static void vec_fire(struct msix *m, uint16_t v)
+{
+	const uint8_t *e = m->table + 16 * v;
+	uint64_t one = 1;
+
+	if (m->live & (1ULL << v)) {
+		if (write(m->fd[v], &one, sizeof(one)) < 0)
+			log_debug("irqfd write failed");
+	} else if (kvm_vm_signal_msi(m->kvm, pci_get32(e) | (uint64_t)pci_get32(e + 4) << 32,
+	                             pci_get32(e + 8)) < 0) {
+		log_debug("KVM_SIGNAL_MSI for vector %u of %s failed", v, m->pdev->name);
+	}
+}
+
 /* Bring the vector's route and irqfd in line with its entry, then deliver it
  * if pending. The irqfd is attached only while the vector is enabled and
  * unmasked, so a masked vector's eventfd only counts (vec_collect). lock held. */
@@ -61,15 +77,15 @@ static void vec_update(struct msix *m, uint16_t v)
 	if (!(m->live & bit)) {
 		vec_collect(m, v);
 		if (kvm_vm_irqfd(m->kvm, m->fd[v], (uint32_t)m->gsi[v], true) < 0)
-			log_warn("cannot attach MSI-X vector %u of %s", v, m->pdev->name);
+			log_warn("cannot attach MSI-X vector %u of %s: its interrupts go by "
+			         "KVM_SIGNAL_MSI (a vhost backend's signals wait for the next unmask)",
+			         v, m->pdev->name);
 		else
 			m->live |= bit;
 	}
 	if (m->pending & bit) {
 		m->pending &= ~bit;
-		uint64_t one = 1;
-		if (write(m->fd[v], &one, sizeof(one)) < 0)
-			log_debug("irqfd write failed");
+		vec_fire(m, v);
 	}
 }
 
@@ -168,9 +184,7 @@ void msix_notify(struct msix *m, uint16_t v)
 	} else if (vec_masked(m, v)) {
 		m->pending |= 1ULL << v;
 	} else {
-		uint64_t one = 1;
-		if (write(m->fd[v], &one, sizeof(one)) < 0)
-			log_debug("irqfd write failed");
+		vec_fire(m, v);
 	}
 	pthread_mutex_unlock(&m->lock);
 }

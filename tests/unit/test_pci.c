@@ -45,6 +45,10 @@ static struct fake_kvm {
 		bool assigned;
 	} irqfd[FK_MAX];
 	int nirqfd;
+	bool irqfd_refuse; /* KVM will not attach an irqfd */
+	int signals;       /* KVM_SIGNAL_MSI calls, and the last one's message */
+	uint64_t signal_addr;
+	uint32_t signal_data;
 } fk;
 
 static void fk_reset(void)
@@ -73,9 +77,20 @@ int kvm_vm_msi_route_set(struct kvm_vm *k, uint32_t gsi, uint64_t addr, uint32_t
 	return 0;
 }
 
+int kvm_vm_signal_msi(struct kvm_vm *k, uint64_t addr, uint32_t data)
+{
+	(void)k;
+	fk.signals++;
+	fk.signal_addr = addr;
+	fk.signal_data = data;
+	return 1;
+}
+
 int kvm_vm_irqfd(struct kvm_vm *k, int fd, uint32_t gsi, bool assign)
 {
 	(void)k;
+	if (assign && fk.irqfd_refuse)
+		return -ENOSPC;
 	for (int i = 0; i < fk.nirqfd; i++) {
 		if (fk.irqfd[i].fd == fd && fk.irqfd[i].gsi == gsi && fk.irqfd[i].assigned) {
 			if (assign)
@@ -960,6 +975,39 @@ static void test_msix_capability(void **state)
 	assert_int_equal(m_rd(f, PBA, 8), 0);
 }
 
+/* KVM refuses the irqfd: the vector still works, by KVM_SIGNAL_MSI with the
+ * entry's message, for a pending notification at unmask and for every later
+ * one; masking holds it as usual. */
+static void test_msix_no_irqfd_fallback(void **state)
+{
+	struct mfx *f = *state;
+
+	fk.irqfd_refuse = true;
+	set_mctrl(f, 0x8000);
+	program(f, 3, 0xfee02000, 0x4051);
+	msix_notify(&f->m, 3); /* masked: pending */
+	assert_int_equal(fk.signals, 0);
+	m_wr(f, TBL + 16 * 3 + 12, 4, 0);
+	assert_int_equal(fk_irqfd_assigned(f->m.fd[3], (uint32_t)f->m.gsi[3]), 0);
+	assert_int_equal(fk.signals, 1);
+	assert_int_equal(fk.signal_addr, 0xfee02000);
+	assert_int_equal(fk.signal_data, 0x4051);
+	assert_int_equal(m_rd(f, PBA, 4), 0);
+	msix_notify(&f->m, 3);
+	assert_int_equal(fk.signals, 2);
+	assert_int_equal(efd_take(f->m.fd[3]), 0); /* nothing left in the eventfd */
+	m_wr(f, TBL + 16 * 3 + 12, 4, 1);
+	msix_notify(&f->m, 3);
+	assert_int_equal(fk.signals, 2);
+	assert_int_equal(m_rd(f, PBA, 4), 1u << 3);
+	/* KVM takes it again later: back to the irqfd */
+	fk.irqfd_refuse = false;
+	m_wr(f, TBL + 16 * 3 + 12, 4, 0);
+	assert_int_equal(fk_irqfd_assigned(f->m.fd[3], (uint32_t)f->m.gsi[3]), 1);
+	assert_int_equal(efd_take(f->m.fd[3]), 1);
+	assert_int_equal(fk.signals, 2);
+}
+
 static void test_msix_masked_then_unmasked(void **state)
 {
 	struct mfx *f = *state;
@@ -1292,6 +1340,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bar_window_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_capability, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_masked_then_unmasked, msetup, mteardown),
+		cmocka_unit_test_setup_teardown(test_msix_no_irqfd_fallback, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_masked_external_writer, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_reprogram_while_unmasked, msetup, mteardown),
 		cmocka_unit_test_setup_teardown(test_msix_function_mask, msetup, mteardown),
