@@ -858,8 +858,9 @@ int vm_pause(struct vm *vm)
 		pthread_cond_wait(&vm->parked, &vm->pause_lock);
 	pthread_mutex_unlock(&vm->pause_lock);
 	/* freeze the guest's clock: on resume it goes on from here, no jump */
-	if (vm_clock_read(vm, &vm->clock) < 0)
-		log_debug("KVM_GET_CLOCK: %s", strerror(errno));
+	int rc = vm_clock_read(vm, &vm->clock);
+	if (rc < 0)
+		log_debug("KVM_GET_CLOCK: %s", strerror(-rc));
 	return 0;
 }
 
@@ -879,11 +880,11 @@ int vm_clock_read(struct vm *vm, struct kvm_clock_data *clk)
 		ns = cpu_pvclock_ns(rec, tsc);
 		if (!ns)
 			continue;
+		bool ahead = ns > clk->clock;
 		log_debug("vCPU %u's kvmclock is %.3f ms %s KVM's (no stable TSC)%s", i,
-		          (double)(ns > clk->clock ? ns - clk->clock : clk->clock - ns) / 1e6,
-		          ns > clk->clock ? "ahead of" : "behind",
-		          ns > clk->clock ? ": the guest's time is the one kept" : "");
-		if (ns > clk->clock)
+		          (double)(ahead ? ns - clk->clock : clk->clock - ns) / 1e6,
+		          ahead ? "ahead of" : "behind", ahead ? ": the guest's time is the one kept" : "");
+		if (ahead)
 			clk->clock = ns;
 	}
 	return 0;

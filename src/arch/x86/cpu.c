@@ -254,6 +254,27 @@ void cpu_describe_regs(int vcpu_fd, char *buf, size_t len)
 	         sr.gdt.limit, sr.tr.selector);
 }
 
+/* Read n MSRs (n <= 4) of a vCPU into val; 0, or -EIO unless KVM read them all. */
+static int get_msrs(int fd, const uint32_t *idx, uint64_t *val, unsigned n)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[4];
+	} m;
+
+	if (n > 4)
+		return -EINVAL;
+	memset(&m, 0, sizeof(m));
+	m.hdr.nmsrs = n;
+	for (unsigned i = 0; i < n; i++)
+		m.e[i].index = idx[i];
+	if (ioctl(fd, KVM_GET_MSRS, &m) != (int)n)
+		return -EIO;
+	for (unsigned i = 0; i < n; i++)
+		val[i] = m.e[i].data;
+	return 0;
+}
+
 static uint32_t apic_reg(const struct kvm_lapic_state *l, unsigned off)
 {
 	uint32_t v;
@@ -314,35 +335,29 @@ void cpu_format_timer(const struct kvm_lapic_state *l, uint64_t tsc, uint64_t de
 
 void cpu_describe_timer(int vcpu_fd, char *buf, size_t len)
 {
+	static const uint32_t idx[2] = { MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE };
 	struct kvm_lapic_state l;
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[2];
-	} m = { .hdr.nmsrs = 2, .e = { { .index = MSR_IA32_TSC }, { .index = MSR_IA32_TSC_DEADLINE } } };
+	uint64_t v[2];
 
 	buf[0] = '\0';
-	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &l) < 0 || ioctl(vcpu_fd, KVM_GET_MSRS, &m) != 2)
+	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &l) < 0 || get_msrs(vcpu_fd, idx, v, 2))
 		return;
 	int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
-	cpu_format_timer(&l, m.e[0].data, m.e[1].data, khz > 0 ? (uint32_t)khz : 0, buf, len);
+	cpu_format_timer(&l, v[0], v[1], khz > 0 ? (uint32_t)khz : 0, buf, len);
 }
 
 int cpu_pvclock_msr(int vcpu_fd, uint64_t *gpa, uint64_t *tsc)
 {
-	enum { MSR_KVM_SYSTEM_TIME = 0x12, MSR_KVM_SYSTEM_TIME_NEW = 0x4b564d01 };
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[3];
-	} m = { .hdr.nmsrs = 3,
-		.e = { { .index = MSR_KVM_SYSTEM_TIME_NEW }, { .index = MSR_KVM_SYSTEM_TIME },
-		       { .index = MSR_IA32_TSC } } };
+	/* MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_SYSTEM_TIME, the TSC */
+	static const uint32_t idx[3] = { 0x4b564d01, 0x12, MSR_IA32_TSC };
+	uint64_t m[3];
 
-	if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) != 3)
+	if (get_msrs(vcpu_fd, idx, m, 3))
 		return -EIO;
 	/* bit 0 enables; the new MSR wins when the guest set both */
-	uint64_t v = m.e[0].data & 1 ? m.e[0].data : m.e[1].data;
+	uint64_t v = m[0] & 1 ? m[0] : m[1];
 	*gpa = v & 1 ? v & ~1ull : 0;
-	*tsc = m.e[2].data;
+	*tsc = m[2];
 	return 0;
 }
 
